@@ -1,0 +1,75 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Header names of the wire contract. Headers whose names start with
+// [ReservedPrefix] are set by the mesh only.
+const (
+	HeaderAuth        = "Mesh-Auth"
+	HeaderDeadline    = "Mesh-Deadline"
+	HeaderRequestID   = "Mesh-Request-Id"
+	HeaderCaller      = "Mesh-Caller"
+	HeaderTraceparent = "traceparent"
+	HeaderTracestate  = "tracestate"
+	HeaderContentType = "Content-Type"
+
+	// HeaderServiceError and HeaderServiceErrorCode mark an error reply,
+	// as in NATS micro.
+	HeaderServiceError     = "Nats-Service-Error"
+	HeaderServiceErrorCode = "Nats-Service-Error-Code"
+
+	// ReservedPrefix starts every header name only the mesh may set.
+	ReservedPrefix = "Mesh-"
+)
+
+// IsReserved reports whether an inbound header of this name must be removed
+// before a call is made: every Mesh-* name, in any letter case, so a client
+// can never forge claims, a caller or a deadline.
+func IsReserved(name string) bool {
+	return len(name) >= len(ReservedPrefix) && strings.EqualFold(name[:len(ReservedPrefix)], ReservedPrefix)
+}
+
+// FormatDeadline encodes a deadline for the Mesh-Deadline header.
+func FormatDeadline(t time.Time) string {
+	return strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+// ParseDeadline decodes a Mesh-Deadline header value.
+func ParseDeadline(s string) (time.Time, error) {
+	if s == "" || len(s) > 19 {
+		return time.Time{}, fmt.Errorf("transport: deadline %q: want Unix milliseconds", s)
+	}
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || ms <= 0 {
+		return time.Time{}, fmt.Errorf("transport: deadline %q: want positive Unix milliseconds", s)
+	}
+	return time.UnixMilli(ms), nil
+}
+
+// Caller names the function that made a call, sent as "service.function"
+// in the Mesh-Caller header.
+type Caller struct {
+	Service  string `json:"service"`
+	Function string `json:"function"`
+}
+
+// String returns the header form, "service.function".
+func (c Caller) String() string { return c.Service + "." + c.Function }
+
+// ParseCaller decodes a Mesh-Caller header value.
+func ParseCaller(s string) (Caller, error) {
+	svc, fn, ok := strings.Cut(s, ".")
+	if !ok {
+		return Caller{}, fmt.Errorf("transport: caller %q: want service.function", s)
+	}
+	if err := errors.Join(ValidateName(svc), ValidateName(fn)); err != nil {
+		return Caller{}, fmt.Errorf("transport: caller %q: %w", s, err)
+	}
+	return Caller{Service: svc, Function: fn}, nil
+}
