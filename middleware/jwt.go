@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -269,9 +268,9 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "header: %v", err)
 	}
-	var header map[string]any
-	if err := json.Unmarshal(hb, &header); err != nil || header == nil {
-		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "header is not a JSON object")
+	header, err := decodeJSONObject(hb)
+	if err != nil {
+		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "header: %v", err)
 	}
 	alg, _ := header["alg"].(string)
 	kid := ""
@@ -300,7 +299,7 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "claims: %v", err)
 	}
-	claims, err = decodeClaims(raw)
+	claims, err = decodeJSONObject(raw)
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "claims: %v", err)
 	}
@@ -337,7 +336,7 @@ func (v *JWTVerifier) verifySignature(ctx context.Context, method jwt.SigningMet
 				continue
 			}
 			tried = true
-			if method.Verify(signing, sig, k.key) == nil {
+			if k.verify(method, alg, signing, sig) {
 				return nil
 			}
 		}
@@ -355,23 +354,6 @@ func hasKeyID(keys []verifyKey, kid string) bool {
 		}
 	}
 	return false
-}
-
-// decodeClaims decodes a JSON object, keeping numbers as json.Number.
-func decodeClaims(b []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, err
-	}
-	if m == nil {
-		return nil, errors.New("not a JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the object")
-	}
-	return m, nil
 }
 
 func tokenErr(kind error, format string, args ...any) error {

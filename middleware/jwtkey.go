@@ -5,11 +5,17 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
+	"sync"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -82,6 +88,43 @@ type verifyKey struct {
 	alg  string
 	kind keyKind
 	key  any
+	// macs holds, for an HMAC secret, a pool of keyed hashes for each of
+	// HS256, HS384 and HS512: keying a hash costs more than hashing a
+	// token.
+	macs *[3]sync.Pool
+}
+
+// verify reports whether sig is a signature of signing by k with alg.
+func (k *verifyKey) verify(method jwt.SigningMethod, alg, signing string, sig []byte) bool {
+	if k.kind != kindHMAC {
+		return method.Verify(signing, sig, k.key) == nil
+	}
+	var pool *sync.Pool
+	switch alg {
+	case "HS256":
+		pool = &k.macs[0]
+	case "HS384":
+		pool = &k.macs[1]
+	case "HS512":
+		pool = &k.macs[2]
+	default:
+		return false
+	}
+	mac := pool.Get().(hash.Hash)
+	mac.Reset()
+	_, _ = io.WriteString(mac, signing)
+	var buf [sha512.Size]byte
+	ok := hmac.Equal(mac.Sum(buf[:0]), sig)
+	pool.Put(mac)
+	return ok
+}
+
+func hmacPools(secret []byte) *[3]sync.Pool {
+	return &[3]sync.Pool{
+		{New: func() any { return hmac.New(sha256.New, secret) }},
+		{New: func() any { return hmac.New(sha512.New384, secret) }},
+		{New: func() any { return hmac.New(sha512.New, secret) }},
+	}
 }
 
 // verifies reports whether k may verify a token signed with alg.
@@ -110,7 +153,8 @@ func checkKey(k JWTKey) (verifyKey, error) {
 		if len(key) < hmacMinLen["HS256"] {
 			return vk, fmt.Errorf("the HMAC secret has %d bytes; HS256 needs at least 32", len(key))
 		}
-		vk.kind, vk.key = kindHMAC, bytes.Clone(key)
+		secret := bytes.Clone(key)
+		vk.kind, vk.key, vk.macs = kindHMAC, secret, hmacPools(secret)
 	case *rsa.PublicKey:
 		if key == nil || key.N == nil {
 			return vk, errors.New("nil RSA key")
