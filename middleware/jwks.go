@@ -221,12 +221,14 @@ func newJWKSCache(url string, client *http.Client, refresh, minInterval time.Dur
 	return c
 }
 
-// loop fetches the keys at once, then every refresh interval, or after
-// minInterval while fetches fail.
+// loop fetches the keys at once, then every refresh interval. After a
+// failed fetch it retries sooner: after minInterval (at least a second),
+// doubled at each failure in a row, up to the refresh interval.
 func (c *jwksCache) loop() {
 	defer c.wg.Done()
 	t := time.NewTimer(0)
 	defer t.Stop()
+	retry := time.Duration(0)
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -245,11 +247,18 @@ func (c *jwksCache) loop() {
 		c.mu.Lock()
 		failed := c.lastErr != nil
 		c.mu.Unlock()
-		if failed {
-			t.Reset(c.minInterval)
-		} else {
+		if !failed {
+			retry = 0
 			t.Reset(c.refresh)
+			continue
 		}
+		if retry == 0 {
+			retry = max(c.minInterval, time.Second)
+		} else {
+			retry *= 2
+		}
+		retry = min(retry, c.refresh)
+		t.Reset(retry)
 	}
 }
 

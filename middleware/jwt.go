@@ -49,9 +49,10 @@ type JWTOptions struct {
 	JWKSRefresh time.Duration
 
 	// JWKSMinRefresh is the least time between two fetches asked for by
-	// unknown key IDs (and between retries after a failed fetch); 30
-	// seconds by default. It bounds what a flood of tokens with made-up key
-	// IDs can make the verifier do.
+	// unknown key IDs; 30 seconds by default. It bounds what a flood of
+	// tokens with made-up key IDs can make the verifier do. After a failed
+	// fetch the next periodic one comes after JWKSMinRefresh (at least a
+	// second), doubling at each failure in a row up to JWKSRefresh.
 	JWKSMinRefresh time.Duration
 
 	// JWKSClient fetches the key set; http.DefaultClient by default. Each
