@@ -423,7 +423,7 @@ func (v *JWTVerifier) token(r *http.Request) (string, error) {
 		if !strings.EqualFold(scheme, "Bearer") {
 			return "", nil
 		}
-		if tok = strings.TrimSpace(tok); tok == "" {
+		if tok = strings.Trim(tok, " \t"); tok == "" {
 			return "", errors.New("middleware: jwt: empty Bearer token")
 		}
 		return tok, nil
