@@ -9,6 +9,7 @@ import (
 	"github.com/funcmesh/funcmesh/middleware"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/justinas/alice"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // BenchmarkJWTVerify measures Verify alone: a typical access token of an
@@ -67,15 +68,19 @@ func BenchmarkRequestID(b *testing.B) {
 	}
 }
 
-// BenchmarkChain is the recommended chain around an empty handler, without
-// logging, metrics or spans being exported.
+// BenchmarkChain is the recommended chain around an empty handler, with
+// metrics, without a logger or a tracer provider.
 func BenchmarkChain(b *testing.B) {
 	v := newVerifier(b, middleware.JWTOptions{Keys: []middleware.JWTKey{{Key: secret}}})
 	cors, err := middleware.CORS(middleware.CORSOptions{AllowedOrigins: []string{"https://app.example.com"}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	chain := alice.New(middleware.RequestID, middleware.Tracing(middleware.TracingOptions{}),
+	metrics, err := middleware.Metrics(prometheus.NewRegistry(), middleware.MetricsOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	chain := alice.New(middleware.RequestID, middleware.AccessLog(nil), metrics, middleware.Tracing(middleware.TracingOptions{}),
 		middleware.Recover(nil), cors, middleware.BodyLimit(1<<20), middleware.JWT(v))
 	h := chain.Then(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	req := httptest.NewRequest("POST", "/fn/payments/charge", nil)
