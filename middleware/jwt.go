@@ -1,0 +1,439 @@
+package middleware
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/funcmesh/funcmesh/transport"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// MaxJWTLen is the longest token [JWTVerifier.Verify] accepts, in bytes.
+const MaxJWTLen = 16 << 10
+
+// Defaults of [JWTOptions].
+const (
+	DefaultJWTLeeway      = 30 * time.Second
+	DefaultJWKSRefresh    = 15 * time.Minute
+	DefaultJWKSMinRefresh = 30 * time.Second
+)
+
+// JWTOptions configures a [JWTVerifier]. Keys, JWKSURL or both must be
+// set; every other field's zero value is the default given with it.
+type JWTOptions struct {
+	// Keys verify tokens: HMAC secrets and public keys (see [JWTKey]).
+	Keys []JWTKey
+
+	// JWKSURL is a JSON Web Key Set to verify tokens with, as identity
+	// providers publish (".../.well-known/jwks.json"), used alongside
+	// Keys. It must be https, or http on a loopback address. The keys are
+	// fetched when the verifier is made, again every JWKSRefresh, and when
+	// a token names a key ID the verifier has not seen, at most once per
+	// JWKSMinRefresh. When a fetch fails the keys fetched before stay in
+	// use; a token whose key ID is not among them is rejected.
+	JWKSURL string
+
+	// JWKSRefresh is how often the key set is fetched again; 15 minutes
+	// by default.
+	JWKSRefresh time.Duration
+
+	// JWKSMinRefresh is the least time between two fetches asked for by
+	// unknown key IDs; 30 seconds by default. It bounds what a flood of
+	// tokens with made-up key IDs can make the verifier do. After a failed
+	// fetch the next periodic one comes after JWKSMinRefresh (at least a
+	// second), doubling at each failure in a row up to JWKSRefresh.
+	JWKSMinRefresh time.Duration
+
+	// JWKSClient fetches the key set; http.DefaultClient by default. Each
+	// fetch is bounded to 10 seconds.
+	JWKSClient *http.Client
+
+	// Algorithms is the allow-list of signature algorithms: any of HS256,
+	// HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384,
+	// ES512 and EdDSA. By default it is every algorithm one of Keys can
+	// verify (HS* for a secret long enough, RS* and PS* for an RSA key,
+	// the ES* of an ECDSA key's curve, EdDSA for Ed25519) and, with a
+	// JWKSURL, every algorithm but HS*. "none" is never allowed, and
+	// whatever the list says, a key verifies only the algorithms of its
+	// own kind, so a public key can never be used as an HMAC secret.
+	Algorithms []string
+
+	// Issuer, when set, must be the token's "iss".
+	Issuer string
+
+	// Audience, when set, must hold one of the token's "aud" values.
+	Audience []string
+
+	// Leeway is the clock skew allowed when checking "exp" and "nbf"; 30
+	// seconds by default; a negative value allows none.
+	Leeway time.Duration
+
+	// RequireExpiry rejects tokens without "exp".
+	RequireExpiry bool
+
+	// Cookie, when set, names a cookie that carries the token when the
+	// request has no Authorization header.
+	Cookie string
+
+	// Logger gets why each token was rejected (level Debug) and failed key
+	// set fetches (level Warn); nil means silent.
+	Logger *slog.Logger
+}
+
+// JWTVerifier verifies JSON Web Tokens (RFC 7519) signed with the keys of
+// its [JWTOptions]: the signature with an allowed algorithm and a key of
+// the algorithm's kind, then "exp", "nbf", "iss" and "aud". Key IDs (the
+// "kid" header) pick the key when present. Header parameters that point
+// at keys elsewhere ("jku", "x5u", "jwk") are ignored, and a token with a
+// "crit" header is rejected, since the verifier understands no
+// extensions.
+//
+// A JWTVerifier is safe for concurrent use. Close it when done if it has a
+// JWKSURL: that stops the goroutine which refreshes the key set.
+type JWTVerifier struct {
+	static    []verifyKey
+	jwks      *jwksCache
+	methods   map[string]jwt.SigningMethod
+	validator *jwt.Validator
+	cookie    string
+	logger    *slog.Logger
+}
+
+// NewJWTVerifier checks opts and returns a verifier. With a JWKSURL it
+// starts fetching the key set in the background; tokens that arrive
+// before the first fetch ends wait for it (see [JWTVerifier.Refresh] to
+// wait for it yourself).
+func NewJWTVerifier(opts JWTOptions) (*JWTVerifier, error) {
+	if len(opts.Keys) == 0 && opts.JWKSURL == "" {
+		return nil, errors.New("middleware: JWT: no Keys and no JWKSURL")
+	}
+	v := &JWTVerifier{cookie: opts.Cookie, logger: opts.Logger, methods: make(map[string]jwt.SigningMethod)}
+	for i, k := range opts.Keys {
+		vk, err := checkKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("middleware: JWT: key %d: %w", i, err)
+		}
+		v.static = append(v.static, vk)
+	}
+	usable := func(alg string) bool {
+		if opts.JWKSURL != "" && algKinds[alg] != kindHMAC {
+			return true
+		}
+		for i := range v.static {
+			if v.static[i].verifies(alg) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(opts.Algorithms) == 0 {
+		for _, alg := range algOrder {
+			if usable(alg) {
+				v.methods[alg] = signingMethod(alg)
+			}
+		}
+	}
+	for _, alg := range opts.Algorithms {
+		switch {
+		case strings.EqualFold(alg, "none"):
+			return nil, errors.New(`middleware: JWT: algorithm "none" is never allowed`)
+		case algKinds[alg] == 0:
+			return nil, fmt.Errorf("middleware: JWT: unsupported algorithm %q", alg)
+		case !usable(alg):
+			return nil, fmt.Errorf("middleware: JWT: algorithm %s allowed but no key can verify it", alg)
+		}
+		v.methods[alg] = signingMethod(alg)
+	}
+	if opts.Cookie != "" && (&http.Cookie{Name: opts.Cookie, Value: "x"}).Valid() != nil {
+		return nil, fmt.Errorf("middleware: JWT: invalid cookie name %q", opts.Cookie)
+	}
+
+	leeway := opts.Leeway
+	switch {
+	case leeway == 0:
+		leeway = DefaultJWTLeeway
+	case leeway < 0:
+		leeway = 0
+	}
+	vopts := []jwt.ParserOption{jwt.WithLeeway(leeway)}
+	if opts.Issuer != "" {
+		vopts = append(vopts, jwt.WithIssuer(opts.Issuer))
+	}
+	if len(opts.Audience) > 0 {
+		vopts = append(vopts, jwt.WithAudience(opts.Audience...))
+	}
+	if opts.RequireExpiry {
+		vopts = append(vopts, jwt.WithExpirationRequired())
+	}
+	v.validator = jwt.NewValidator(vopts...)
+
+	if opts.JWKSURL != "" {
+		if err := checkJWKSURL(opts.JWKSURL); err != nil {
+			return nil, fmt.Errorf("middleware: JWT: JWKSURL %q: %w", opts.JWKSURL, err)
+		}
+		client := opts.JWKSClient
+		if client == nil {
+			client = http.DefaultClient
+		}
+		refresh := cmp.Or(opts.JWKSRefresh, DefaultJWKSRefresh)
+		minRefresh := min(cmp.Or(opts.JWKSMinRefresh, DefaultJWKSMinRefresh), refresh)
+		v.jwks = newJWKSCache(opts.JWKSURL, client, refresh, minRefresh, opts.Logger)
+	}
+	return v, nil
+}
+
+func checkJWKSURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return errors.New("http is allowed on loopback addresses only: a key set fetched in the clear can be replaced on the way")
+		}
+	default:
+		return errors.New("want an https URL")
+	}
+	if u.Host == "" {
+		return errors.New("no host")
+	}
+	return nil
+}
+
+// Close stops refreshing the key set of the JWKSURL; the keys fetched so
+// far stay in use. It returns nil, and does nothing the second time.
+func (v *JWTVerifier) Close() error {
+	if v.jwks != nil {
+		v.jwks.close()
+	}
+	return nil
+}
+
+// Refresh fetches the key set of the JWKSURL now (or waits for the fetch
+// under way) and returns its error; it returns nil when there is no
+// JWKSURL. Call it after [NewJWTVerifier] to make sure the keys are there
+// before serving, or to pick up rotated keys at once.
+func (v *JWTVerifier) Refresh(ctx context.Context) error {
+	if v.jwks == nil {
+		return nil
+	}
+	return v.jwks.refreshNow(ctx)
+}
+
+// segment decodes a token segment: unpadded base64url, with the unused
+// bits of the last character zero, so each token has one spelling.
+var segment = base64.RawURLEncoding.Strict()
+
+// Verify checks token, a JWT in compact form, and returns its claims and
+// raw, the claims as the JSON the token carries (compacted to one line if
+// it had line breaks, so it can go in a header as is). Numbers in the
+// claims are json.Number, as in transport.DecodeClaims, so large integers
+// keep every digit.
+//
+// ctx bounds the wait when the token names a key ID not yet fetched from
+// the JWKSURL. The error wraps one of jwt.ErrTokenMalformed,
+// jwt.ErrTokenUnverifiable (algorithm not allowed, no key for it),
+// jwt.ErrTokenSignatureInvalid or jwt.ErrTokenInvalidClaims (with
+// jwt.ErrTokenExpired, jwt.ErrTokenNotValidYet, jwt.ErrTokenInvalidIssuer,
+// jwt.ErrTokenInvalidAudience...). It never contains the token.
+func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[string]any, raw []byte, err error) {
+	if len(token) > MaxJWTLen {
+		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "longer than %d bytes", MaxJWTLen)
+	}
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return nil, nil, tokenErr(jwt.ErrTokenMalformed, "a byte outside base64url")
+		}
+	}
+	h, rest, ok1 := strings.Cut(token, ".")
+	p, s, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.IndexByte(s, '.') >= 0 {
+		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "not three segments")
+	}
+
+	hb, err := segment.DecodeString(h)
+	if err != nil {
+		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "header: %v", err)
+	}
+	header, err := decodeJSONObject(hb)
+	if err != nil {
+		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "header: %v", err)
+	}
+	alg, _ := header["alg"].(string)
+	kid := ""
+	if k, ok := header["kid"]; ok {
+		if kid, ok = k.(string); !ok {
+			return nil, nil, tokenErr(jwt.ErrTokenMalformed, "kid is not a string")
+		}
+	}
+	if _, ok := header["crit"]; ok {
+		return nil, nil, tokenErr(jwt.ErrTokenUnverifiable, "crit header")
+	}
+	method := v.methods[alg]
+	if method == nil {
+		return nil, nil, tokenErr(jwt.ErrTokenUnverifiable, "algorithm %.20q not allowed", alg)
+	}
+	sig, err := segment.DecodeString(s)
+	if err != nil {
+		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "signature: %v", err)
+	}
+	if err := v.verifySignature(ctx, method, alg, kid, token[:len(h)+1+len(p)], sig); err != nil {
+		return nil, nil, err
+	}
+
+	// Only now that the issuer's signature is checked are the claims read.
+	raw, err = segment.DecodeString(p)
+	if err != nil {
+		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "claims: %v", err)
+	}
+	claims, err = decodeJSONObject(raw)
+	if err != nil {
+		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "claims: %v", err)
+	}
+	if err := v.validator.Validate(jwt.MapClaims(claims)); err != nil {
+		return nil, nil, fmt.Errorf("middleware: jwt: %w: %w", jwt.ErrTokenInvalidClaims, err)
+	}
+	if bytes.ContainsAny(raw, "\r\n") {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw); err != nil {
+			return nil, nil, tokenErr(jwt.ErrTokenMalformed, "claims: %v", err)
+		}
+		raw = buf.Bytes()
+	}
+	return claims, raw, nil
+}
+
+// verifySignature checks sig with each key that may verify alg and kid,
+// first fetching the key set again when kid is not among the keys.
+func (v *JWTVerifier) verifySignature(ctx context.Context, method jwt.SigningMethod, alg, kid, signing string, sig []byte) error {
+	var fetched []verifyKey
+	if v.jwks != nil {
+		var loaded bool
+		fetched, loaded = v.jwks.snapshot()
+		if !loaded || (kid != "" && !hasKeyID(v.static, kid) && !hasKeyID(fetched, kid)) {
+			v.jwks.refreshFor(ctx)
+			fetched, _ = v.jwks.snapshot()
+		}
+	}
+	tried := false
+	for _, keys := range [2][]verifyKey{v.static, fetched} {
+		for i := range keys {
+			k := &keys[i]
+			if (kid != "" && k.id != "" && k.id != kid) || !k.verifies(alg) {
+				continue
+			}
+			tried = true
+			if k.verify(method, alg, signing, sig) {
+				return nil
+			}
+		}
+	}
+	if !tried {
+		return tokenErr(jwt.ErrTokenUnverifiable, "no %s key with kid %.64q", alg, kid)
+	}
+	return tokenErr(jwt.ErrTokenSignatureInvalid, "%s signature does not verify", alg)
+}
+
+func hasKeyID(keys []verifyKey, kid string) bool {
+	for i := range keys {
+		if keys[i].id == kid {
+			return true
+		}
+	}
+	return false
+}
+
+func tokenErr(kind error, format string, args ...any) error {
+	return fmt.Errorf("middleware: jwt: %w: "+format, append([]any{kind}, args...)...)
+}
+
+// JWT returns middleware that authenticates requests with v. The token is
+// read from the Authorization header ("Bearer <token>", the scheme in any
+// letter case) or, when the request has no Authorization header and
+// JWTOptions.Cookie is set, from that cookie.
+//
+//   - No token (no header, another scheme such as Basic, no cookie): the
+//     request goes on anonymous, with no claims in its context; the
+//     authorization policy decides what an anonymous caller may do.
+//   - A valid token: its claims go in the request's context
+//     ([ClaimsFromContext], [ClaimsJSONFromContext]) and the request goes
+//     on.
+//   - Anything else (a token that fails [JWTVerifier.Verify], an empty
+//     Bearer, two Authorization headers): 401 with
+//     WWW-Authenticate: Bearer error="invalid_token" and the JSON error
+//     body of transport.WriteHTTPError, code "unauthenticated", message
+//     "invalid token". Why it failed goes to JWTOptions.Logger only.
+//
+// JWT panics if v is nil.
+func JWT(v *JWTVerifier) func(http.Handler) http.Handler {
+	if v == nil {
+		panic("middleware: JWT: nil verifier")
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			token, err := v.token(r)
+			if err == nil && token == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			var (
+				claims map[string]any
+				raw    []byte
+			)
+			if err == nil {
+				claims, raw, err = v.Verify(r.Context(), token)
+			}
+			if err != nil {
+				if v.logger != nil {
+					v.logger.LogAttrs(r.Context(), slog.LevelDebug, "invalid token",
+						slog.String("reason", err.Error()),
+						slog.String("method", r.Method),
+						slog.String("path", r.URL.Path),
+						slog.String("request_id", requestID(r.Context(), w)))
+				}
+				w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+				transport.WriteHTTPError(w, transport.NewError(transport.CodeUnauthenticated, "invalid token"))
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(WithClaims(r.Context(), claims, raw)))
+		})
+	}
+}
+
+// token returns the request's token, "" when it has none.
+func (v *JWTVerifier) token(r *http.Request) (string, error) {
+	switch auth := r.Header.Values("Authorization"); len(auth) {
+	case 0:
+	case 1:
+		scheme, tok, _ := strings.Cut(auth[0], " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			return "", nil
+		}
+		if tok = strings.Trim(tok, " \t"); tok == "" {
+			return "", errors.New("middleware: jwt: empty Bearer token")
+		}
+		return tok, nil
+	default:
+		return "", errors.New("middleware: jwt: more than one Authorization header")
+	}
+	if v.cookie != "" {
+		if c, err := r.Cookie(v.cookie); err == nil && c.Value != "" {
+			return c.Value, nil
+		}
+	}
+	return "", nil
+}
