@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 )
 
 // MaxClaimsLen bounds the Mesh-Auth header a service will decode.
@@ -28,7 +29,7 @@ func DecodeClaims(s string) (map[string]any, error) {
 	if m == nil {
 		return nil, fmt.Errorf("transport: claims: not a JSON object")
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("transport: claims: trailing data after the object")
 	}
 	return m, nil

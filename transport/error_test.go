@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -120,6 +121,21 @@ func TestDeadlineAndCaller(t *testing.T) {
 	}
 	if !transport.IsReserved("mesh-auth") || !transport.IsReserved("MESH-X") || transport.IsReserved("Mesh") || transport.IsReserved("X-Mesh-A") {
 		t.Error("IsReserved wrong")
+	}
+}
+
+func TestDecodeClaims(t *testing.T) {
+	t.Parallel()
+	if m, err := transport.DecodeClaims(`{"sub":"u1","n":12345678901234567890}`); err != nil || m["sub"] != "u1" || m["n"].(json.Number).String() != "12345678901234567890" {
+		t.Fatalf("DecodeClaims = %v, %v", m, err)
+	}
+	if m, err := transport.DecodeClaims(""); m != nil || err != nil {
+		t.Fatalf("DecodeClaims(\"\") = %v, %v; want anonymous", m, err)
+	}
+	for _, s := range []string{"null", "[]", "1", `"x"`, `{"a":1}}`, `{"a":1}]`, `{"a":1}{}`, `{"a":1} x`, `{`, strings.Repeat("x", transport.MaxClaimsLen+1)} {
+		if _, err := transport.DecodeClaims(s); err == nil {
+			t.Errorf("DecodeClaims(%.20q) = nil error", s)
+		}
 	}
 }
 
