@@ -70,11 +70,33 @@ func (b *Broker) dial(name string, extra []nats.Option) (*nats.Conn, error) {
 	opts = append(opts, b.dialOpts...)
 	opts = append(opts, b.cfg.natsOpts...)
 	opts = append(opts, extra...)
+	if b.auth != nil {
+		if err := b.checkCredentials(opts); err != nil {
+			return nil, fmt.Errorf("broker: connect %q: %w", name, err)
+		}
+	}
 	nc, err := nats.Connect(b.url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("broker: connect %q: %w", name, err)
 	}
 	return nc, nil
+}
+
+// checkCredentials rejects wrong credentials before an in-process
+// connection is tried: over an in-memory pipe, nats-server's refusal only
+// reaches the client after its 10-second write deadline, because the
+// client is still writing its PING.
+func (b *Broker) checkCredentials(opts []nats.Option) error {
+	o := nats.GetDefaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return err
+		}
+	}
+	if _, ok := b.auth.authenticate(o.User, o.Password); !ok {
+		return fmt.Errorf("%w: credentials for user %q rejected", nats.ErrAuthorization, o.User)
+	}
+	return nil
 }
 
 // Conn returns the host's connection. It is the one the gateway should

@@ -188,21 +188,27 @@ func (s *serviceAuth) Check(c server.ClientAuthentication) bool {
 	if o == nil {
 		return false
 	}
-	switch {
-	case o.Username == HostUser:
-		if !equal(o.Password, s.hostPass) {
-			return false
-		}
-		c.RegisterUser(&server.User{Username: HostUser})
-		return true
-	case transport.ValidateName(o.Username) == nil:
-		if !equal(o.Password, s.derive("service", o.Username)) {
-			return false
-		}
-		c.RegisterUser(&server.User{Username: o.Username, Permissions: s.permissions(o.Username)})
-		return true
-	default:
+	perms, ok := s.authenticate(o.Username, o.Password)
+	if !ok {
 		return false
+	}
+	c.RegisterUser(&server.User{Username: o.Username, Permissions: perms})
+	return true
+}
+
+// authenticate checks a user and password and returns the user's
+// permissions: nil (everything) for the host.
+func (s *serviceAuth) authenticate(user, password string) (*server.Permissions, bool) {
+	switch {
+	case user == HostUser:
+		return nil, equal(password, s.hostPass)
+	case transport.ValidateName(user) == nil:
+		if !equal(password, s.derive("service", user)) {
+			return nil, false
+		}
+		return s.permissions(user), true
+	default:
+		return nil, false
 	}
 }
 
