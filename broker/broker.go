@@ -57,7 +57,7 @@ func (b *Broker) connectHost() error {
 }
 
 // dial opens a connection with the Broker's settings, then the caller's
-// options.
+// options. Its errors lack the "broker: " prefix, which callers add.
 func (b *Broker) dial(name string, extra []nats.Option) (*nats.Conn, error) {
 	opts := make([]nats.Option, 0, 8+len(b.dialOpts)+len(b.cfg.natsOpts)+len(extra))
 	opts = append(opts,
@@ -72,12 +72,12 @@ func (b *Broker) dial(name string, extra []nats.Option) (*nats.Conn, error) {
 	opts = append(opts, extra...)
 	if b.auth != nil {
 		if err := b.checkCredentials(opts); err != nil {
-			return nil, fmt.Errorf("broker: connect %q: %w", name, err)
+			return nil, fmt.Errorf("connect %q: %w", name, err)
 		}
 	}
 	nc, err := nats.Connect(b.url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("broker: connect %q: %w", name, err)
+		return nil, fmt.Errorf("connect %q: %w", name, err)
 	}
 	return nc, nil
 }
@@ -122,7 +122,7 @@ func (b *Broker) NewConn(name string, opts ...nats.Option) (*nats.Conn, error) {
 	}
 	nc, err := b.dial(name, opts)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

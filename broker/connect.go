@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -79,9 +80,20 @@ func Connect(ctx context.Context, urls []string, opts ...ConnectOption) (*Broker
 	}
 	b := &Broker{cfg: cfg.conn, url: strings.Join(urls, ","), dialOpts: dialOpts}
 	if err := b.connectHost(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("broker: Connect %s: %w", redactURLs(urls), err)
 	}
 	return b, nil
+}
+
+// redactURLs lists URLs for an error message, without passwords.
+func redactURLs(urls []string) string {
+	out := make([]string, len(urls))
+	for i, s := range urls {
+		if u, err := url.Parse(s); err == nil {
+			out[i] = u.Redacted()
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 func (c *connectConfig) dialOptions(urls []string) ([]nats.Option, error) {

@@ -157,7 +157,7 @@ func Start(ctx context.Context, opts ...StartOption) (*Broker, error) {
 	}
 	if err := b.connectHost(); err != nil {
 		srv.Shutdown()
-		return nil, err
+		return nil, fmt.Errorf("broker: %w", err)
 	}
 	return b, nil
 }
