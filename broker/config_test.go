@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"os"
 	"path/filepath"
@@ -80,6 +81,8 @@ func TestStartBadConfig(t *testing.T) {
 			URLs: []string{"nats-leaf://127.0.0.1:7422"}, Credentials: missing})}, "no such file"},
 		{"empty leaf credentials", []broker.StartOption{broker.WithLeafNodes(broker.LeafRemote{
 			URLs: []string{"nats-leaf://127.0.0.1:7422"}, Credentials: empty})}, "empty"},
+		{"TLS without listener", []broker.StartOption{broker.WithListenTLS(&tls.Config{})}, "needs WithListen"},
+		{"TLS without certificate", []broker.StartOption{broker.WithListen("127.0.0.1:0"), broker.WithListenTLS(&tls.Config{})}, "no certificate"},
 		{"short secret", []broker.StartOption{broker.WithServiceAuth(broker.ServiceAuth{Secret: []byte("short")})}, "at least 16"},
 		{"bad prefix", []broker.StartOption{broker.WithServiceAuth(broker.ServiceAuth{Prefix: "fn.>"})}, "prefix"},
 		{"negative reply window", []broker.StartOption{broker.WithServiceAuth(broker.ServiceAuth{ReplyWindow: -time.Second})}, "negative ReplyWindow"},

@@ -17,7 +17,8 @@
 // Options add what a deployment grows into:
 //
 //   - [WithListen]: accept TCP clients, so services in other processes
-//     (in any language) connect at [Broker.ClientURL];
+//     (in any language) connect at [Broker.ClientURL]; [WithListenTLS]
+//     puts TLS on that listener;
 //   - [WithCluster]: several host processes form one NATS cluster, and a
 //     call made on any node reaches a service on any node;
 //   - [WithLeafNodes]: join a central NATS deployment as a leaf node;

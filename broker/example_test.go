@@ -73,22 +73,23 @@ func ExampleWithListen() {
 	// Output: true pong
 }
 
-// Connecting to an existing NATS deployment instead of embedding one. Here
-// the "existing" server is another embedded broker.
+// Connecting to an existing NATS deployment instead of embedding one, for
+// example a gateway in a second process that uses the first host's broker
+// with the host credentials. Here the "existing" server is another broker.
 func ExampleConnect() {
 	ctx := context.Background()
-	existing, err := broker.Start(ctx, broker.WithListen("127.0.0.1:0"))
+	existing, err := broker.Start(ctx, broker.WithListen("127.0.0.1:0"),
+		broker.WithServiceAuth(broker.ServiceAuth{Secret: []byte("a secret of at least 16 bytes")}))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer existing.Close()
+	host, _ := existing.HostCredentials()
+	user, password := host.User, host.Password
 
 	b, err := broker.Connect(ctx, []string{existing.ClientURL()},
-		broker.WithEventHook(func(e broker.Event) {
-			if e.Kind == broker.EventDisconnected {
-				log.Printf("NATS connection %s lost: %v", e.Conn, e.Err)
-			}
-		}))
+		broker.WithUserInfo(user, password), // or WithCredentialsFile, WithToken; and WithTLS
+		broker.WithEventHook(func(e broker.Event) { log.Println("nats:", e.Kind, e.Err) }))
 	if err != nil {
 		log.Fatal(err)
 	}

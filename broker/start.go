@@ -2,10 +2,12 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -24,6 +26,7 @@ const DefaultMaxPayload = server.MAX_PAYLOAD_SIZE
 type startConfig struct {
 	conn       connConfig
 	listen     string
+	listenTLS  *tls.Config
 	serverName string
 	cluster    *Cluster
 	leafs      []LeafRemote
@@ -42,6 +45,16 @@ type startConfig struct {
 // opened.
 func WithListen(addr string) StartOption {
 	return startOption(func(c *startConfig) { c.listen = addr })
+}
+
+// WithListenTLS makes the client listener of [WithListen] require TLS with
+// cfg (which must hold the server's certificate; set ClientAuth to also
+// verify clients' certificates). [Broker.ClientURL] then starts with
+// "tls://". In-process connections are not affected. The default is no TLS:
+// use TLS whenever the listener is reachable from other machines, since
+// service passwords travel in the clear without it.
+func WithListenTLS(cfg *tls.Config) StartOption {
+	return startOption(func(c *startConfig) { c.listenTLS = cfg })
 }
 
 // WithServerName names the embedded server, as it appears to other cluster
@@ -147,6 +160,9 @@ func Start(ctx context.Context, opts ...StartOption) (*Broker, error) {
 	}
 	if !sopts.DontListen {
 		b.clientURL = listenURL(sopts.Host, srv.Addr())
+		if sopts.TLSConfig != nil {
+			b.clientURL = "tls" + strings.TrimPrefix(b.clientURL, "nats")
+		}
 	}
 	if sopts.Cluster.Port != 0 {
 		b.clusterURL = listenURL(sopts.Cluster.Host, srv.ClusterAddr())
@@ -205,6 +221,16 @@ func (c *startConfig) serverOptions() (*server.Options, error) {
 			return nil, fmt.Errorf("broker: WithListen: %w", err)
 		}
 		o.Host, o.Port = host, port
+	}
+	if c.listenTLS != nil {
+		if c.listen == "" {
+			return nil, errors.New("broker: WithListenTLS needs WithListen")
+		}
+		if len(c.listenTLS.Certificates) == 0 && c.listenTLS.GetCertificate == nil {
+			return nil, errors.New("broker: WithListenTLS: the TLS config has no certificate")
+		}
+		o.TLSConfig, o.TLS = c.listenTLS, true
+		o.TLSVerify = c.listenTLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
 	switch {
 	case c.maxPayload < 0:
