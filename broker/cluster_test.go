@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/funcmesh/funcmesh/broker"
 )
@@ -99,4 +100,41 @@ func TestClusterRouteAuth(t *testing.T) {
 	if n := peers(t, intruder); n != 0 {
 		t.Fatalf("intruder has %d peers; want 0", n)
 	}
+}
+
+// TestClusterServiceAuth: nodes that share a ServiceAuth secret accept each
+// other's service credentials and enforce the same permissions.
+func TestClusterServiceAuth(t *testing.T) {
+	t.Parallel()
+	auth := broker.WithServiceAuth(broker.ServiceAuth{Secret: testSecret})
+	a := start(t, broker.WithListen("127.0.0.1:0"), auth,
+		broker.WithCluster(broker.Cluster{Listen: "127.0.0.1:0"}))
+	b := start(t, broker.WithListen("127.0.0.1:0"), auth,
+		broker.WithCluster(broker.Cluster{Listen: "127.0.0.1:0", Routes: []string{a.ClusterURL()}}))
+	waitFor(t, 10*time.Second, "the route", func() bool { return peers(t, a) == 1 && peers(t, b) == 1 })
+
+	// Credentials made by node a, used on node b.
+	creds, err := a.ServiceCredentials("payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newErrs()
+	nc, err := nats.Connect(b.ClientURL(), creds.Option(), e.option())
+	if err != nil {
+		t.Fatalf("node a's credentials on node b: %v", err)
+	}
+	defer nc.Close()
+	if _, err := nc.QueueSubscribe("fn.payments.where", "q", func(m *nats.Msg) { _ = m.Respond([]byte("b")) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.QueueSubscribe("fn.orders.where", "q", func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.wait(t, 5*time.Second, isPermissionError("fn.orders.where")); err == nil {
+		t.Fatal("node b let payments subscribe to orders")
+	}
+	waitFor(t, 10*time.Second, "a's request answered by the service on b", func() bool {
+		m, err := a.Conn().Request("fn.payments.where", nil, time.Second)
+		return err == nil && string(m.Data) == "b"
+	})
 }

@@ -68,8 +68,11 @@ var ErrNoServiceAuth = errors.New("broker: service authorization is not enabled 
 // Limits: a service may answer the generic $SRV.INFO request with made-up
 // data about itself, and with AllowCalls a service can call any function
 // with any Mesh-* headers it likes, claims included; grant it only to
-// services trusted that far. The route port of a cluster is not covered: see
-// [Cluster].
+// services trusted that far. The permissions apply to clients of this
+// server: messages arriving over cluster routes ([Cluster]) or leaf-node
+// connections ([LeafRemote]) were checked, if at all, where their
+// publisher connected, so give every node the same ServiceAuth and keep
+// route ports private.
 type ServiceAuth struct {
 	// Secret is the key service passwords are derived from, at least
 	// [MinSecretLen] bytes; keep it like a password. Nil means a random
