@@ -154,8 +154,9 @@ func (s *Service) ID() string { return s.id }
 func (s *Service) Client() *Client { return s.client }
 
 // Handle registers h as the function name, on the subject
-// prefix.service.name. It fails for an invalid or already registered name
-// and after [Service.Stop].
+// prefix.service.name. When it returns (on a connected connection), the
+// broker delivers calls to the function. It fails for an invalid or
+// already registered name and after [Service.Stop].
 func (s *Service) Handle(name string, h Handler) error {
 	if h == nil {
 		return fmt.Errorf("mesh: function %s.%s: nil handler", s.name, name)
@@ -187,8 +188,14 @@ func (s *Service) Handle(name string, h Handler) error {
 		return fmt.Errorf("mesh: function %s.%s: %w", s.name, name, err)
 	}
 	s.endpoints[name] = ep
+	// Once the server has the subscription (a round trip), callers on
+	// other connections reach the function. A connection that is not
+	// connected now registers it when it reconnects.
+	_ = s.nc.FlushTimeout(handleFlushTimeout)
 	return nil
 }
+
+const handleFlushTimeout = 5 * time.Second
 
 // HandleFunc registers f as the function name; see [Service.Handle].
 func (s *Service) HandleFunc(name string, f func(ctx context.Context, c *Call) ([]byte, error)) error {
