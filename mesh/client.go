@@ -172,6 +172,11 @@ func (c *Client) Do(ctx context.Context, req *Request) (Reply, error) {
 	}
 	rep, code, err := c.do(ctx, req)
 	c.metrics.called(req.Service, req.Function, code)
+	if code == transport.CodeDeadlineExceeded {
+		// Also when the service gave up first: its deadline is the same
+		// instant, rounded down to the millisecond.
+		c.metrics.timedOut(req.Service, req.Function)
+	}
 	return rep, err
 }
 
@@ -286,7 +291,6 @@ func (c *Client) requestError(req *Request, err error) *transport.Error {
 		c.metrics.noResponders(req.Service, req.Function)
 		return transport.WrapError(transport.CodeUnavailable, "no instance of "+req.Service+" serves "+req.Function, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		c.metrics.timedOut(req.Service, req.Function)
 		return transport.WrapError(transport.CodeDeadlineExceeded, transport.DefaultMessage(transport.CodeDeadlineExceeded), err)
 	case errors.Is(err, context.Canceled):
 		return transport.WrapError(transport.CodeCanceled, transport.DefaultMessage(transport.CodeCanceled), err)

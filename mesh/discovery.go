@@ -230,13 +230,10 @@ func (d *Discovery) collect(ctx context.Context, verb micro.Verb, service string
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			if ctx.Err() != nil || errors.Is(err, nats.ErrNoResponders) {
+				return nil // out of time, or nobody is there at all
 			}
 			return fmt.Errorf("mesh: discovery: %w", err)
-		}
-		if len(m.Data) == 0 && m.Header.Get("Status") != "" {
-			return nil // 503 no responders: nobody is there
 		}
 		var info micro.Info
 		if json.Unmarshal(m.Data, &info) != nil || info.Type != micro.InfoResponseType {

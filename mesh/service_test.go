@@ -122,14 +122,14 @@ func TestGracefulStopUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, "both instances to serve", func() bool { return servedA.Load() > 20 && servedB.Load() > 20 })
+	eventually(t, "both instances to serve", func() bool { return servedA.Load() > 100 && servedB.Load() > 100 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := a.Stop(ctx); err != nil {
 		t.Errorf("Stop: %v", err)
 	}
 	atStop := servedB.Load()
-	eventually(t, "the other instance to take the load", func() bool { return servedB.Load() > atStop+50 })
+	eventually(t, "the other instance to take the load", func() bool { return servedB.Load() > atStop+200 })
 	close(stop)
 	wg.Wait()
 	if n := failed.Load(); n != 0 {
