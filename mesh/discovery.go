@@ -152,9 +152,11 @@ func (d *Discovery) Cached(ctx context.Context) ([]ServiceInfo, error) {
 // Running reports whether an instance of service runs. It asks the
 // service's instances ($SRV.INFO.<service>) and takes the first that
 // answers under the discovery's prefix, waiting at most the probe timeout
-// ([WithProbeTimeout]); no instance at all is known at once. The answer is
-// reused for the refresh interval, and concurrent askers share one probe,
-// so a burst of calls to a stopped service costs one round trip.
+// ([WithProbeTimeout]); no instance at all is known at once. Concurrent
+// askers share one probe, and a "no" is reused for the refresh interval,
+// so a burst of calls to a stopped service costs one round trip. A "yes"
+// is not reused: a service that stopped since must not pass for one that
+// runs without the function asked for.
 func (d *Discovery) Running(ctx context.Context, service string) (bool, error) {
 	if err := transport.ValidateName(service); err != nil {
 		return false, fmt.Errorf("mesh: service name: %w", err)
@@ -163,9 +165,9 @@ func (d *Discovery) Running(ctx context.Context, service string) (bool, error) {
 	if p := d.probes[service]; p != nil {
 		select {
 		case <-p.done:
-			if time.Since(p.at) < d.cfg.refresh {
+			if !p.running && time.Since(p.at) < d.cfg.refresh {
 				d.probeMu.Unlock()
-				return p.running, nil
+				return false, nil
 			}
 		default:
 			d.probeMu.Unlock()

@@ -63,10 +63,10 @@ type Gateway struct {
 	MaxInFlight int
 
 	// Discovery tells a missing function (404) from a missing service
-	// (503) when no instance answers a call; the answer is cached (see
-	// [Discovery.Running]), so a successful call never costs a discovery
-	// round trip. nil uses a Discovery on Client's connection and prefix
-	// with the default settings.
+	// (503) when no instance answers a call (see [Discovery.Running]);
+	// only such a failed call ever costs a discovery round trip. nil uses
+	// a Discovery on Client's connection and prefix with the default
+	// settings.
 	Discovery *Discovery
 
 	// ErrorHandler writes the response for a failed call; err is a
