@@ -39,9 +39,28 @@ type Call struct {
 	claims     map[string]any
 
 	replyContentType string
+
+	header nats.Header // the request's
+	reply  string      // the reply subject
+	ctx    callCtx     // the function's context
 }
 
 type callKey struct{}
+
+// callCtx is the context a function gets: its deadline context carrying
+// the call, without a context.WithValue allocation per call.
+type callCtx struct {
+	context.Context
+	call *Call
+}
+
+// Value returns the call for callKey and defers to the parent otherwise.
+func (c *callCtx) Value(key any) any {
+	if _, ok := key.(callKey); ok {
+		return c.call
+	}
+	return c.Context.Value(key)
+}
 
 // CallFromContext returns the call being served in ctx: the context a
 // function gets, or one derived from it.

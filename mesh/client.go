@@ -185,29 +185,40 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		e := transport.WrapError(transport.CodeUnavailable, "not connected to the broker", fmt.Errorf("mesh: connection %s: %w", st, errNotConnected))
 		return Reply{}, e.Code(), e
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
+	deadline, hasDeadline := ctx.Deadline()
+	var timeout time.Duration // set: wait with nats.go's pooled timer, not the context
+	if !hasDeadline {
+		deadline = time.Now().Add(c.timeout)
+		if ctx.Done() == nil {
+			// Nothing can cancel ctx, so a context for the timeout would
+			// only cost allocations.
+			timeout = c.timeout
+		} else {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		e := c.requestError(req, err)
 		return Reply{}, e.Code(), e
 	}
-	deadline, _ := ctx.Deadline()
 
-	h := make(nats.Header, 6)
-	h[transport.HeaderDeadline] = []string{transport.FormatDeadline(deadline)}
+	// One backing array for the header values: one allocation, not one
+	// per header.
+	hb := headerBuilder{h: make(nats.Header, 6), vals: make([]string, 0, 5)}
+	h := hb.h
+	hb.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
 	call, inCall := CallFromContext(ctx)
 	requestID := ""
 	if inCall {
 		requestID = call.requestID
 		if call.rawClaims != "" {
-			h[transport.HeaderAuth] = []string{call.rawClaims}
+			hb.set(transport.HeaderAuth, call.rawClaims)
 		}
-		h[transport.HeaderCaller] = []string{call.ep.caller}
+		hb.set(transport.HeaderCaller, call.ep.caller)
 	} else if raw, ok := middleware.ClaimsJSONFromContext(ctx); ok {
-		h[transport.HeaderAuth] = []string{string(raw)}
+		hb.set(transport.HeaderAuth, string(raw))
 	}
 	if requestID == "" {
 		if id, ok := middleware.RequestIDFromContext(ctx); ok {
@@ -216,9 +227,9 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 			requestID = nuid.Next()
 		}
 	}
-	h[transport.HeaderRequestID] = []string{requestID}
+	hb.set(transport.HeaderRequestID, requestID)
 	if req.ContentType != "" {
-		h[transport.HeaderContentType] = []string{req.ContentType}
+		hb.set(transport.HeaderContentType, req.ContentType)
 	}
 
 	var span trace.Span
@@ -236,7 +247,7 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		traceContext.Inject(ctx, headerCarrier(h))
 	}
 
-	rep, err := c.send(ctx, req, &nats.Msg{
+	rep, err := c.send(ctx, timeout, deadline, req, &nats.Msg{
 		Subject: c.prefix + "." + req.Service + "." + req.Function,
 		Header:  h,
 		Data:    req.Params,
@@ -258,15 +269,26 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 	return rep, code, nil
 }
 
-// send sends msg until an instance takes it or the attempts run out.
-func (c *Client) send(ctx context.Context, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
+// send sends msg until an instance takes it or the attempts run out. It
+// waits on ctx, or, when timeout is set, until the deadline.
+func (c *Client) send(ctx context.Context, timeout time.Duration, deadline time.Time, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
 	for attempt := 1; ; attempt++ {
-		m, err := c.nc.RequestMsgWithContext(ctx, msg)
+		var m *nats.Msg
+		var err error
+		if timeout > 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return Reply{}, c.requestError(req, context.DeadlineExceeded)
+			}
+			m, err = c.nc.RequestMsg(msg, left)
+		} else {
+			m, err = c.nc.RequestMsgWithContext(ctx, msg)
+		}
 		if err != nil {
 			return Reply{}, c.requestError(req, err)
 		}
 		if e := transport.ErrorFromHeaders(m.Header); e != nil {
-			if e.Code() == transport.CodeResourceExhausted && attempt < c.maxAttempts && ctx.Err() == nil {
+			if e.Code() == transport.CodeResourceExhausted && attempt < c.maxAttempts && ctx.Err() == nil && time.Now().Before(deadline) {
 				c.metrics.retried(req.Service, req.Function)
 				continue
 			}
@@ -278,6 +300,18 @@ func (c *Client) send(ctx context.Context, req *Request, msg *nats.Msg) (Reply, 
 		}
 		return Reply{Body: m.Data, ContentType: ct}, nil
 	}
+}
+
+// headerBuilder sets header values that share one backing array.
+type headerBuilder struct {
+	h    nats.Header
+	vals []string
+}
+
+func (b *headerBuilder) set(key, value string) {
+	b.vals = append(b.vals, value)
+	n := len(b.vals)
+	b.h[key] = b.vals[n-1 : n : n]
 }
 
 // errNotConnected is the cause of the 503 for a call made while the

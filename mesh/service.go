@@ -221,10 +221,9 @@ func (s *Service) dispatch(ep *endpoint, r micro.Request) {
 		s.replyError(reply, errBusy)
 		return
 	}
-	c := &Call{svc: s, ep: ep, params: r.Data()}
-	h := nats.Header(r.Headers())
+	c := &Call{svc: s, ep: ep, params: r.Data(), header: nats.Header(r.Headers()), reply: reply}
 	now := time.Now()
-	err := c.parseHeaders(h, now, s.cfg.timeout)
+	err := c.parseHeaders(c.header, now, s.cfg.timeout)
 	if err == nil && !c.deadline.After(now) {
 		err = errLate
 	}
@@ -238,19 +237,21 @@ func (s *Service) dispatch(ep *endpoint, r micro.Request) {
 	}
 	s.wg.Add(1)
 	s.metrics.inFlight(s.name, 1)
-	go s.serve(ep, c, h, reply)
+	go s.serve(c)
 }
 
 // serve runs one admitted call and answers it.
-func (s *Service) serve(ep *endpoint, c *Call, h nats.Header, reply string) {
+func (s *Service) serve(c *Call) {
+	ep, h, reply := c.ep, c.header, c.reply
 	defer s.wg.Done()
 	defer s.active.Add(-1)
 	defer s.metrics.inFlight(s.name, -1)
 	ep.calls.Add(1)
 
-	ctx, cancel := context.WithDeadline(s.base, c.deadline)
+	dctx, cancel := context.WithDeadline(s.base, c.deadline)
 	defer cancel()
-	ctx = context.WithValue(ctx, callKey{}, c)
+	c.ctx = callCtx{Context: dctx, call: c}
+	var ctx context.Context = &c.ctx
 	if _, ok := h[transport.HeaderTraceparent]; ok {
 		ctx = traceContext.Extract(ctx, headerCarrier(h))
 	}
