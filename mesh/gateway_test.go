@@ -1,6 +1,7 @@
 package mesh_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/funcmesh/funcmesh/internal/natstest"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/transport"
 )
@@ -396,5 +399,67 @@ func TestGatewayErrorHandlerAndLog(t *testing.T) {
 	defer mu.Unlock()
 	if len(got) != 1 || transport.CodeOf(got[0]) != transport.CodeUnavailable || !errors.Is(got[0], nats.ErrNoResponders) {
 		t.Errorf("handler got %v; want one unavailable error wrapping ErrNoResponders", got)
+	}
+}
+
+func TestMaxPayload(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t, &server.Options{MaxPayload: 8 << 10})
+	nc := natstest.Connect(t, s)
+	gw, err := mesh.NewGateway(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw.MaxBodyBytes = 1 << 20 // lowered to what NATS carries
+	startService(t, natstest.Connect(t, s), "svc", map[string]mesh.Handler{
+		"echo": echo,
+		"huge": mesh.HandlerFunc(func(context.Context, *mesh.Call) ([]byte, error) {
+			return bytes.Repeat([]byte("x"), 10<<10), nil
+		}),
+	})
+	mux := http.NewServeMux()
+	mux.Handle("POST /fn/{service}/{function}", gw)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	limit := 8<<10 - mesh.HeaderRoom
+	if r := postURL(t, srv.URL+"/fn/svc/echo", strings.Repeat("y", limit)); r.status != 200 || len(r.body) != limit {
+		t.Errorf("body at the limit: %d, %d bytes", r.status, len(r.body))
+	}
+	if r := postURL(t, srv.URL+"/fn/svc/echo", strings.Repeat("y", limit+1)); r.status != 413 || r.errCode() != transport.CodeTooLarge {
+		t.Errorf("body over the limit: %d %s; want 413", r.status, r.body)
+	}
+	if r := postURL(t, srv.URL+"/fn/svc/huge", "{}"); r.status != 500 || r.errMessage() != "result too large" {
+		t.Errorf("result over max payload: %d %s; want 500 result too large", r.status, r.body)
+	}
+}
+
+func TestPrefix(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t, nil)
+	nc := natstest.Connect(t, s)
+	startService(t, natstest.Connect(t, s), "svc", map[string]mesh.Handler{"echo": echo}, mesh.WithPrefix("org.fn"))
+	raw := natstest.Connect(t, s)
+	m, err := raw.Request("org.fn.svc.echo", []byte(`"raw"`), 5*time.Second)
+	if err != nil || string(m.Data) != `"raw"` {
+		t.Fatalf("raw request on org.fn.svc.echo: %v", err)
+	}
+	c, err := mesh.NewClient(nc, mesh.WithPrefix("org.fn"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := c.Call(context.Background(), "svc", "echo", []byte(`1`)); err != nil || string(b) != "1" {
+		t.Errorf("Call with the prefix: %s, %v", b, err)
+	}
+	def, _ := mesh.NewClient(nc)
+	if _, err := def.Call(context.Background(), "svc", "echo", nil); transport.CodeOf(err) != transport.CodeUnavailable {
+		t.Errorf("Call under fn: %v; want unavailable", err)
+	}
+	for prefix, want := range map[string]int{"org.fn": 1, "fn": 0} {
+		d, _ := mesh.NewDiscovery(nc, mesh.WithPrefix(prefix))
+		list, err := d.Services(context.Background())
+		if err != nil || len(list) != want {
+			t.Errorf("discovery under %s: %+v, %v; want %d services", prefix, list, err, want)
+		}
 	}
 }

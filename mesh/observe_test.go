@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"slices"
 	"testing"
 	"time"
@@ -297,5 +298,22 @@ func TestMicroSeesService(t *testing.T) {
 	var data mesh.EndpointStats
 	if err := json.Unmarshal(stats.Endpoints[0].Data, &data); err != nil || data.Calls != 1 || data.InFlight != 0 {
 		t.Errorf("STATS data = %s (%v)", stats.Endpoints[0].Data, err)
+	}
+}
+
+func TestMetricsBoundLabels(t *testing.T) {
+	t.Parallel()
+	m := mesh.NewMetrics()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	e := newEnv(t, nil, mesh.WithMetrics(m))
+	for i := 0; i < mesh.MaxMetricFunctions+5; i++ {
+		_, _ = e.client.Call(context.Background(), "s"+strconv.Itoa(i), "f", nil)
+	}
+	if got := metricValue(t, reg, "funcmesh_client_calls_total", map[string]string{"service": "_other", "function": "_other", "code": "unavailable"}); got != 5 {
+		t.Errorf("calls past the bound = %v; want 5", got)
+	}
+	if got := metricValue(t, reg, "funcmesh_client_calls_total", map[string]string{"service": "s0", "function": "f", "code": "unavailable"}); got != 1 {
+		t.Errorf("s0 = %v; want 1", got)
 	}
 }
