@@ -221,9 +221,10 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		hb.set(transport.HeaderAuth, string(raw))
 	}
 	if requestID == "" {
-		if id, ok := middleware.RequestIDFromContext(ctx); ok {
+		if id, ok := middleware.RequestIDFromContext(ctx); ok && validRequestID(id) {
 			requestID = id
 		} else {
+			// None, or one services would refuse (see MaxRequestIDLen).
 			requestID = nuid.Next()
 		}
 	}

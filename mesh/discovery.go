@@ -192,7 +192,9 @@ func (d *Discovery) Running(ctx context.Context, service string) (bool, error) {
 	d.probes[service] = p
 	d.probeMu.Unlock()
 
-	pctx, cancel := context.WithTimeout(ctx, d.cfg.probeTimeout)
+	// The probe's answer is shared and cached, so it must not depend on
+	// whether this caller gives up.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.probeTimeout)
 	defer cancel()
 	err := d.collect(pctx, micro.InfoVerb, service, func(info *micro.Info) bool {
 		if _, ok := d.instance(info); ok && info.Name == service {

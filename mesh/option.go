@@ -272,7 +272,8 @@ func WithLogger(l *slog.Logger) ServiceOption {
 }
 
 // WithErrorHook makes a Service call f for every call that fails with a
-// server error (5xx): err is the function's error, or a [*PanicError] for
+// server error (5xx), except a function returning its context's error once
+// the deadline passed: err is the function's error, or a [*PanicError] for
 // a panic. f runs on the call's goroutine before the reply is sent; it
 // must not block for long.
 func WithErrorHook(f func(ctx context.Context, c *Call, err error)) ServiceOption {

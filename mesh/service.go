@@ -271,7 +271,9 @@ func (s *Service) serve(c *Call) {
 	if err != nil {
 		ep.errors.Add(1)
 		e := transport.AsError(err)
-		if e.HTTPStatus() >= 500 {
+		if e.HTTPStatus() >= 500 && !(dctx.Err() != nil && errors.Is(err, dctx.Err())) {
+			// Server errors are reported, except the function giving up
+			// at its deadline or at a hard stop: that is no failure of its.
 			s.report(ctx, c, err)
 		}
 		if span != nil {
