@@ -42,11 +42,13 @@
 // (transport.CodeResourceExhausted) at once, without running the
 // function, and is not queued. Because such a refusal means the function
 // did not run, a [Client] sends the call again, up to [WithMaxAttempts]
-// attempts in all ([DefaultMaxAttempts], 3) and within the deadline. NATS
+// attempts in all ([DefaultMaxAttempts], 5) and within the deadline. NATS
 // delivers each attempt to an instance of the queue group picked at
-// random, so a retry usually, not always, reaches another instance: one
-// busy instance does not fail calls while another sits idle, and when
-// every instance is busy the caller gets 429.
+// random, so a retry usually, not always, reaches another instance: with
+// one busy instance out of two, 1 call in 16 that first hit the busy one
+// still ends in 429. When every instance is busy the caller gets 429 after
+// five quick refusals. Functions themselves should return 429 only for a
+// call that had no effect, since clients retry it.
 //
 // # Errors
 //
