@@ -80,7 +80,7 @@ func NewDiscovery(nc *nats.Conn, opts ...DiscoveryOption) (*Discovery, error) {
 		prefix:       transport.DefaultPrefix,
 		window:       250 * time.Millisecond,
 		refresh:      2 * time.Second,
-		probeTimeout: 250 * time.Millisecond,
+		probeTimeout: time.Second,
 	}
 	for _, o := range opts {
 		if o != nil {

@@ -156,7 +156,8 @@ func ExampleDiscovery() {
 		defer svc.Stop(context.Background())
 		_ = svc.Handle("list", mesh.HandlerFunc(func(context.Context, *mesh.Call) ([]byte, error) { return []byte(`[]`), nil }))
 	}
-	disc, _ := mesh.NewDiscovery(nc)
+	// The listing collects the replies that arrive within the window.
+	disc, _ := mesh.NewDiscovery(nc, mesh.WithDiscoveryWindow(time.Second))
 	services, err := disc.Services(context.Background())
 	if err != nil {
 		panic(err)

@@ -135,7 +135,7 @@ func TestMetrics(t *testing.T) {
 	_, _ = e.client.Call(ctx, "svc", "conflict", nil)
 	_, _ = e.client.Call(ctx, "svc", "boom", nil)
 	_, _ = e.client.Call(ctx, "ghost", "f", nil)
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	_, _ = e.client.Call(short, "svc", "hang", nil)
 	cancel()
 

@@ -308,7 +308,9 @@ func WithRefreshInterval(d time.Duration) DiscoveryOption {
 }
 
 // WithProbeTimeout bounds how long [Discovery.Running] waits for an
-// instance of a service to answer. The default is 250ms.
+// instance of a service to answer. The default is 1s; a probe ends at the
+// first answer, or at once when no instance is there at all, so the bound
+// only matters for instances slow to answer.
 func WithProbeTimeout(d time.Duration) DiscoveryOption {
 	return discoveryOption(func(c *discoveryConfig) {
 		if d <= 0 {

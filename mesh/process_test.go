@@ -48,10 +48,10 @@ func TestServiceInSeparateProcess(t *testing.T) {
 		t.Errorf("missing function: %d %s; want 404", res.status, res.body)
 	}
 	d, _ := mesh.NewDiscovery(e.nc)
-	list, err := d.Services(context.Background())
-	if err != nil || len(list) != 1 || !slices.Equal(list[0].Functions, []string{"echo", "fail", "sleep", "whoami"}) {
-		t.Errorf("discovery: %+v, %v", list, err)
-	}
+	eventually(t, "discovery to list the process's functions", func() bool {
+		list, err := d.Services(context.Background())
+		return err == nil && len(list) == 1 && slices.Equal(list[0].Functions, []string{"echo", "fail", "sleep", "whoami"})
+	})
 
 	// A call in flight when SIGTERM arrives still completes.
 	done := make(chan response, 1)
