@@ -84,7 +84,10 @@ func BenchmarkGateway(b *testing.B) {
 	req.SetPathValue("service", "bench")
 	req.SetPathValue("function", "echo")
 	req.Header.Set("Content-Type", "application/json")
-	req = req.WithContext(middleware.WithRequestID(req.Context(), "8Pq3bHdHdFOG1xNHN8fYzo"))
+	// A server's request context can be cancelled, as net/http's is.
+	ctx, cancel := context.WithCancel(middleware.WithRequestID(req.Context(), "8Pq3bHdHdFOG1xNHN8fYzo"))
+	defer cancel()
+	req = req.WithContext(ctx)
 	b.ReportAllocs()
 	for b.Loop() {
 		body.Reset(benchParams)
