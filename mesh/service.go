@@ -396,6 +396,11 @@ type EndpointStats struct {
 // contexts of the functions still running and returns ctx's error; their
 // replies are still sent if they finish. Stop may be called more than
 // once; every call waits for the same stop.
+//
+// To know that every delivered call has been taken in, Stop waits for
+// each subscription of the connection to process what it had queued (a
+// nats.Conn barrier): a callback of another subscription on the same
+// connection that blocks delays Stop, at most until ctx ends.
 func (s *Service) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.mu.Lock()
