@@ -128,9 +128,15 @@
 //
 // The gateway and client add no reflection or JSON to a call: the params
 // pass through as bytes (the gateway reads them into a pooled buffer,
-// reused once nats.go has copied them into its write buffer), and the
-// mesh adds a handful of allocations per call on each side: the header map
-// and its values, the deadline, the subject, the Call, its goroutine and
-// its deadline context. BenchmarkBareRequest, BenchmarkClientCall and
-// BenchmarkGateway measure a call against a bare nats.go request.
+// reused once nats.go has copied them into its write buffer), subjects
+// are built by concatenation, and no goroutine is started but the
+// service's one per call. A round trip through Client and Service costs
+// 10 allocations more than a bare nats.go request with two headers
+// (BenchmarkClientCall: 39, BenchmarkBareRequest: 29, both counting the
+// caller, the in-process broker and the responder): on the client the
+// header map, its values, the deadline and the subject; on the service
+// the Call, its goroutine, its deadline context and micro's request. A
+// caller whose context can be cancelled but has no deadline (an HTTP
+// request's) adds the timeout context's 5; the gateway adds the request ID
+// when no middleware set one.
 package mesh
