@@ -1,0 +1,234 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/funcmesh/funcmesh/transport"
+)
+
+// MaxRequestIDLen bounds the Mesh-Request-Id header a service accepts.
+const MaxRequestIDLen = 200
+
+// maxContentTypeLen bounds the Content-Type a call carries.
+const maxContentTypeLen = 256
+
+// Call is one call being served: what a function learns about the request
+// besides its context. A Call is valid until the function returns; the
+// context given to the function carries it (see [CallFromContext]), so a
+// call made with that context through any [Client] passes the claims,
+// request ID, deadline and trace on.
+type Call struct {
+	svc      *Service
+	ep       *endpoint
+	params   []byte
+	deadline time.Time
+
+	rawClaims   string
+	requestID   string
+	caller      transport.Caller
+	hasCaller   bool
+	contentType string
+
+	claimsOnce sync.Once
+	claims     map[string]any
+
+	replyContentType string
+
+	header nats.Header // the request's
+	reply  string      // the reply subject
+	ctx    callCtx     // the function's context
+}
+
+type callKey struct{}
+
+// callCtx is the context a function gets: its deadline context carrying
+// the call, without a context.WithValue allocation per call.
+type callCtx struct {
+	context.Context
+	call *Call
+}
+
+// Value returns the call for callKey and defers to the parent otherwise.
+func (c *callCtx) Value(key any) any {
+	if _, ok := key.(callKey); ok {
+		return c.call
+	}
+	return c.Context.Value(key)
+}
+
+// CallFromContext returns the call being served in ctx: the context a
+// function gets, or one derived from it.
+func CallFromContext(ctx context.Context) (*Call, bool) {
+	c, ok := ctx.Value(callKey{}).(*Call)
+	return c, ok
+}
+
+// Service returns the name of the service being called.
+func (c *Call) Service() string { return c.svc.name }
+
+// Function returns the name of the function being called.
+func (c *Call) Function() string { return c.ep.name }
+
+// Params returns the call's params as sent, JSON by convention. The bytes
+// belong to the call; copy them to keep them after the function returns.
+func (c *Call) Params() []byte { return c.params }
+
+// Decode decodes the params, a JSON document, into v. Empty params are
+// taken as JSON null, which leaves v unchanged. Malformed params yield an
+// error with code invalid_argument (400) that says what is wrong, ready to
+// be returned by the function.
+func (c *Call) Decode(v any) error {
+	return decodeParams(c.params, v)
+}
+
+func decodeParams(params []byte, v any) error {
+	if len(params) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(params, v); err != nil {
+		return transport.WrapError(transport.CodeInvalidArgument, "invalid params: "+jsonErrorText(err), err)
+	}
+	return nil
+}
+
+// jsonErrorText is the text of a JSON error without the "json: " prefix.
+func jsonErrorText(err error) string {
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// Claims returns the caller's verified claims that the gateway (or the
+// calling function) passed in the Mesh-Auth header, and false for an
+// anonymous caller. They are decoded on first use; numbers are
+// json.Number.
+func (c *Call) Claims() (map[string]any, bool) {
+	if c.rawClaims == "" {
+		return nil, false
+	}
+	c.claimsOnce.Do(func() {
+		// The header was checked on arrival, so this cannot fail.
+		c.claims, _ = transport.DecodeClaims(c.rawClaims)
+	})
+	return c.claims, c.claims != nil
+}
+
+// ClaimsJSON returns the caller's verified claims as the JSON object they
+// travelled as, and false for an anonymous caller.
+func (c *Call) ClaimsJSON() ([]byte, bool) {
+	if c.rawClaims == "" {
+		return nil, false
+	}
+	return []byte(c.rawClaims), true
+}
+
+// RequestID returns the request ID the call carries ("" if none).
+func (c *Call) RequestID() string { return c.requestID }
+
+// Caller returns the function that made the call, and false when the call
+// did not come from a function (from the gateway, say).
+func (c *Call) Caller() (transport.Caller, bool) { return c.caller, c.hasCaller }
+
+// ContentType returns the media type of the params ("" if the caller did
+// not say).
+func (c *Call) ContentType() string { return c.contentType }
+
+// Deadline returns when the caller stops waiting; the function's context
+// ends then.
+func (c *Call) Deadline() time.Time { return c.deadline }
+
+// SetReplyContentType sets the media type of the function's result. The
+// default is application/json, which is also what a reply without a
+// Content-Type header means.
+func (c *Call) SetReplyContentType(ct string) { c.replyContentType = ct }
+
+// Client returns a client that shares the service's connection, prefix,
+// tracer and metrics, for calling other functions from this one. Call it
+// with the function's context so the claims, request ID, deadline and
+// trace travel on.
+func (c *Call) Client() *Client { return c.svc.client }
+
+// parseHeaders reads the Mesh-* and trace headers of a request. It returns
+// an invalid_argument error for a header that cannot be trusted; a missing
+// header is never an error.
+func (c *Call) parseHeaders(h nats.Header, now time.Time, timeout time.Duration) error {
+	if h == nil {
+		c.deadline = now.Add(timeout)
+		return nil
+	}
+	if v := headerValue(h, transport.HeaderDeadline); v != "" {
+		d, err := transport.ParseDeadline(v)
+		if err != nil {
+			return transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderDeadline+" header", err)
+		}
+		c.deadline = d
+	} else {
+		c.deadline = now.Add(timeout)
+	}
+	if v := headerValue(h, transport.HeaderAuth); v != "" {
+		if !validClaims(v) {
+			return transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: want a JSON object")
+		}
+		c.rawClaims = v
+	}
+	if v := headerValue(h, transport.HeaderRequestID); v != "" {
+		if !validRequestID(v) {
+			return transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderRequestID+" header")
+		}
+		c.requestID = v
+	}
+	if v := headerValue(h, transport.HeaderCaller); v != "" {
+		caller, err := transport.ParseCaller(v)
+		if err != nil {
+			return transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderCaller+" header", err)
+		}
+		c.caller, c.hasCaller = caller, true
+	}
+	if v := headerValue(h, transport.HeaderContentType); v != "" {
+		if len(v) > maxContentTypeLen {
+			return transport.NewError(transport.CodeInvalidArgument, "invalid Content-Type header: too long")
+		}
+		c.contentType = v
+	}
+	return nil
+}
+
+// headerValue returns the first value of a header: nats.Header is
+// case-sensitive and every sender of the contract uses the canonical names.
+func headerValue(h nats.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// validClaims reports whether s is a JSON object that transport.DecodeClaims
+// accepts, without decoding it.
+func validClaims(s string) bool {
+	if len(s) > transport.MaxClaimsLen {
+		return false
+	}
+	t := strings.TrimLeft(s, " \t\r\n")
+	if t == "" || t[0] != '{' {
+		return false
+	}
+	return json.Valid([]byte(s))
+}
+
+// validRequestID reports whether s is safe to log: 1 to MaxRequestIDLen
+// printable ASCII characters without spaces.
+func validRequestID(s string) bool {
+	if len(s) > MaxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}

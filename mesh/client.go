@@ -1,0 +1,350 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/transport"
+)
+
+const jsonContentType = "application/json"
+
+// Client calls functions over NATS, from a host application or from inside
+// a function. A Client is safe for concurrent use and cheap to share: make
+// one per connection.
+//
+// Each call carries, in the headers of the wire contract (see package
+// transport): the deadline (the context's, or [WithTimeout]'s), the request
+// ID, the caller's verified claims, the calling function and the W3C trace
+// context. Inside a function, a call made with the function's context
+// passes on the claims and request ID of the call being served and names
+// that function as the caller; elsewhere they come from the context
+// through [middleware.RequestIDFromContext] and
+// [middleware.ClaimsJSONFromContext], and a request ID is generated when
+// there is none.
+//
+// Errors are [*transport.Error]s: no instance running is
+// transport.CodeUnavailable (503) at once, not after the timeout (its cause
+// is nats.ErrNoResponders); the deadline passing is
+// transport.CodeDeadlineExceeded (504); a connection that is not connected
+// (closed, reconnecting, draining) is 503 at once, never buffered to be
+// sent later; a function's error keeps its code and message; a call that
+// instances refuse with 429 is sent again (see [WithMaxAttempts]).
+type Client struct {
+	nc          *nats.Conn
+	prefix      string
+	timeout     time.Duration
+	maxAttempts int
+	tracer      trace.Tracer
+	metrics     *Metrics
+}
+
+// NewClient returns a client that calls functions over nc.
+func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
+	cfg := clientConfig{
+		prefix:      transport.DefaultPrefix,
+		timeout:     DefaultTimeout,
+		maxAttempts: DefaultMaxAttempts,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.applyToClient(&cfg)
+		}
+	}
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
+	return newClient(nc, cfg)
+}
+
+func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
+	if nc == nil {
+		return nil, errors.New("mesh: NewClient: nil connection")
+	}
+	c := &Client{
+		nc:          nc,
+		prefix:      cfg.prefix,
+		timeout:     cfg.timeout,
+		maxAttempts: cfg.maxAttempts,
+		metrics:     cfg.metrics,
+	}
+	if cfg.tracer != nil {
+		c.tracer = cfg.tracer.Tracer(instrumentationName)
+	}
+	return c, nil
+}
+
+// Conn returns the client's connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// Prefix returns the subject prefix the client calls under.
+func (c *Client) Prefix() string { return c.prefix }
+
+// Request is one call for [Client.Do].
+type Request struct {
+	Service  string
+	Function string
+	// Params is sent unchanged; JSON by convention.
+	Params []byte
+	// ContentType is the media type of Params, sent in the Content-Type
+	// header; empty sends none.
+	ContentType string
+}
+
+// Reply is a successful call's result.
+type Reply struct {
+	// Body is the function's result, unchanged.
+	Body []byte
+	// ContentType is the result's media type: application/json unless the
+	// function set another.
+	ContentType string
+}
+
+// CallOption configures one [Client.Call].
+type CallOption interface {
+	applyToCall(*Request)
+}
+
+type callOption func(*Request)
+
+func (f callOption) applyToCall(r *Request) { f(r) }
+
+// WithContentType sets the media type of a call's params (sent as the
+// Content-Type header). By default none is sent, which means JSON.
+func WithContentType(ct string) CallOption {
+	return callOption(func(r *Request) { r.ContentType = ct })
+}
+
+// Call calls service.function with params and returns the result; see
+// [Client] for what travels with the call and the errors.
+func (c *Client) Call(ctx context.Context, service, function string, params []byte, opts ...CallOption) ([]byte, error) {
+	req := Request{Service: service, Function: function, Params: params}
+	for _, o := range opts {
+		if o != nil {
+			o.applyToCall(&req)
+		}
+	}
+	rep, err := c.Do(ctx, &req)
+	return rep.Body, err
+}
+
+// CallJSON calls service.function with in encoded as JSON and decodes the
+// result into an Out. A result that is not valid JSON for Out is a
+// transport.CodeBadReply (502) error.
+func CallJSON[Out any](ctx context.Context, c *Client, service, function string, in any) (Out, error) {
+	var out Out
+	params, err := json.Marshal(in)
+	if err != nil {
+		return out, transport.WrapError(transport.CodeInvalidArgument, "params cannot be encoded as JSON", err)
+	}
+	body, err := c.Call(ctx, service, function, params)
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return out, transport.WrapError(transport.CodeBadReply, "result of "+service+"."+function+" is not the expected JSON", err)
+	}
+	return out, nil
+}
+
+// Do makes the call req describes and returns the reply with its content
+// type; it is [Client.Call] for callers that need the content type or
+// build the request themselves, like the gateway.
+func (c *Client) Do(ctx context.Context, req *Request) (Reply, error) {
+	if err := transport.ValidateName(req.Service); err != nil {
+		return Reply{}, transport.WrapError(transport.CodeInvalidArgument, "invalid service name: "+nameProblem(err), err)
+	}
+	if err := transport.ValidateName(req.Function); err != nil {
+		return Reply{}, transport.WrapError(transport.CodeInvalidArgument, "invalid function name: "+nameProblem(err), err)
+	}
+	if len(req.ContentType) > maxContentTypeLen {
+		return Reply{}, transport.NewError(transport.CodeInvalidArgument, "Content-Type too long")
+	}
+	rep, code, err := c.do(ctx, req)
+	c.metrics.called(req.Service, req.Function, code)
+	if code == transport.CodeDeadlineExceeded {
+		// Also when the service gave up first: its deadline is the same
+		// instant, rounded down to the millisecond.
+		c.metrics.timedOut(req.Service, req.Function)
+	}
+	return rep, err
+}
+
+func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, error) {
+	if st := c.nc.Status(); st != nats.CONNECTED {
+		e := transport.WrapError(transport.CodeUnavailable, "not connected to the broker", fmt.Errorf("mesh: connection %s: %w", st, errNotConnected))
+		return Reply{}, e.Code(), e
+	}
+	deadline, hasDeadline := ctx.Deadline()
+	var timeout time.Duration // set: wait with nats.go's pooled timer, not the context
+	if !hasDeadline {
+		deadline = time.Now().Add(c.timeout)
+		if ctx.Done() == nil {
+			// Nothing can cancel ctx, so a context for the timeout would
+			// only cost allocations.
+			timeout = c.timeout
+		} else {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		e := c.requestError(req, err)
+		return Reply{}, e.Code(), e
+	}
+
+	// One backing array for the header values: one allocation, not one
+	// per header.
+	hb := headerBuilder{h: make(nats.Header, 6), vals: make([]string, 0, 5)}
+	h := hb.h
+	hb.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
+	call, inCall := CallFromContext(ctx)
+	requestID := ""
+	if inCall {
+		requestID = call.requestID
+		if call.rawClaims != "" {
+			hb.set(transport.HeaderAuth, call.rawClaims)
+		}
+		hb.set(transport.HeaderCaller, call.ep.caller)
+	} else if raw, ok := middleware.ClaimsJSONFromContext(ctx); ok {
+		hb.set(transport.HeaderAuth, string(raw))
+	}
+	if requestID == "" {
+		if id, ok := middleware.RequestIDFromContext(ctx); ok && validRequestID(id) {
+			requestID = id
+		} else {
+			// None, or one services would refuse (see MaxRequestIDLen).
+			requestID = nuid.Next()
+		}
+	}
+	hb.set(transport.HeaderRequestID, requestID)
+	if req.ContentType != "" {
+		hb.set(transport.HeaderContentType, req.ContentType)
+	}
+
+	var span trace.Span
+	if c.tracer != nil {
+		ctx, span = c.tracer.Start(ctx, "call "+req.Service+"."+req.Function,
+			trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(
+				attribute.String("rpc.system", "funcmesh"),
+				attribute.String("rpc.service", req.Service),
+				attribute.String("rpc.method", req.Function),
+				attribute.String("funcmesh.request_id", requestID),
+			))
+	}
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		traceContext.Inject(ctx, headerCarrier(h))
+	}
+
+	rep, err := c.send(ctx, timeout, deadline, req, &nats.Msg{
+		Subject: c.prefix + "." + req.Service + "." + req.Function,
+		Header:  h,
+		Data:    req.Params,
+	})
+	code := codeOK
+	if err != nil {
+		code = err.Code()
+	}
+	if span != nil {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Message())
+			span.SetAttributes(attribute.String("funcmesh.code", string(code)), attribute.Int("http.response.status_code", err.HTTPStatus()))
+		}
+		span.End()
+	}
+	if err != nil {
+		return Reply{}, code, err
+	}
+	return rep, code, nil
+}
+
+// send sends msg until an instance takes it or the attempts run out. It
+// waits on ctx, or, when timeout is set, until the deadline.
+func (c *Client) send(ctx context.Context, timeout time.Duration, deadline time.Time, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
+	for attempt := 1; ; attempt++ {
+		var m *nats.Msg
+		var err error
+		if timeout > 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return Reply{}, c.requestError(req, context.DeadlineExceeded)
+			}
+			m, err = c.nc.RequestMsg(msg, left)
+		} else {
+			m, err = c.nc.RequestMsgWithContext(ctx, msg)
+		}
+		if err != nil {
+			return Reply{}, c.requestError(req, err)
+		}
+		if e := transport.ErrorFromHeaders(m.Header); e != nil {
+			if e.Code() == transport.CodeResourceExhausted && attempt < c.maxAttempts && ctx.Err() == nil && time.Now().Before(deadline) {
+				c.metrics.retried(req.Service, req.Function)
+				continue
+			}
+			return Reply{}, e
+		}
+		ct := headerValue(m.Header, transport.HeaderContentType)
+		if ct == "" {
+			ct = jsonContentType
+		}
+		return Reply{Body: m.Data, ContentType: ct}, nil
+	}
+}
+
+// headerBuilder sets header values that share one backing array.
+type headerBuilder struct {
+	h    nats.Header
+	vals []string
+}
+
+func (b *headerBuilder) set(key, value string) {
+	b.vals = append(b.vals, value)
+	n := len(b.vals)
+	b.h[key] = b.vals[n-1 : n : n]
+}
+
+// errNotConnected is the cause of the 503 for a call made while the
+// connection is not connected.
+var errNotConnected = errors.New("not connected")
+
+// requestError maps an error of nats.go's request API to the mesh's.
+func (c *Client) requestError(req *Request, err error) *transport.Error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		c.metrics.noResponders(req.Service, req.Function)
+		return transport.WrapError(transport.CodeUnavailable, "no instance of "+req.Service+" serves "+req.Function, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return transport.WrapError(transport.CodeDeadlineExceeded, transport.DefaultMessage(transport.CodeDeadlineExceeded), err)
+	case errors.Is(err, context.Canceled):
+		return transport.WrapError(transport.CodeCanceled, transport.DefaultMessage(transport.CodeCanceled), err)
+	case errors.Is(err, nats.ErrMaxPayload):
+		return transport.WrapError(transport.CodeTooLarge, "params too large for the broker", err)
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrInvalidConnection):
+		return transport.WrapError(transport.CodeUnavailable, "not connected to the broker", err)
+	}
+	return transport.WrapError(transport.CodeInternal, transport.DefaultMessage(transport.CodeInternal), err)
+}
+
+// nameProblem is what is wrong with a name, without the package prefix.
+func nameProblem(err error) string {
+	const p = "transport: invalid name: "
+	s := err.Error()
+	if len(s) > len(p) && s[:len(p)] == p {
+		return s[len(p):]
+	}
+	return s
+}

@@ -1,0 +1,302 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/transport"
+)
+
+// HeaderRoom is the part of the broker's max payload the gateway keeps for
+// the headers of a call besides the claims: the largest params it accepts
+// are the connection's max payload less HeaderRoom less the size of the
+// caller's claims.
+const HeaderRoom = 4 << 10
+
+// Gateway is the http.Handler that turns an HTTP request into a call:
+// POST /fn/{service}/{function} with the params as the body. Mount it
+// behind the middleware that authenticates and authorizes callers:
+//
+//	mux.Handle("POST /fn/{service}/{function}", chain.Then(gw))
+//
+// It reads the names from the route, checks them (400), reads the body
+// within the limit (413), makes the call with the request's context
+// through Client (which sends the deadline, request ID, verified claims
+// and trace context: headers the HTTP client sent are never forwarded, so
+// no Mesh-* header can be forged) and writes the result with the
+// function's content type and 200, or the error as a JSON body with the
+// status of the table in the package documentation. The body is never
+// parsed: the params pass through as bytes.
+//
+// Like httputil.ReverseProxy it is configured by its fields, whose zero
+// values are the defaults; set them before the first request and do not
+// change them after.
+type Gateway struct {
+	// Client makes the calls; it is required.
+	Client *Client
+
+	// Names returns the service and function a request calls. nil reads
+	// r.PathValue("service") and r.PathValue("function"), which a
+	// net/http ServeMux pattern like "POST /fn/{service}/{function}" sets;
+	// give a function here for another router.
+	Names func(r *http.Request) (service, function string)
+
+	// MaxBodyBytes bounds the params. 0 means as large as the broker
+	// takes: the connection's max payload less HeaderRoom and the claims.
+	// A larger value is lowered to that, since NATS could not carry the
+	// call anyway. Above the bound the answer is 413; an
+	// *http.MaxBytesError from a body limit middleware is 413 too.
+	MaxBodyBytes int64
+
+	// MaxInFlight bounds the calls the gateway makes at once; above it the
+	// answer is 429 at once. 0 means no bound.
+	MaxInFlight int
+
+	// Discovery tells a missing function (404) from a missing service
+	// (503) when no instance answers a call (see [Discovery.Running]);
+	// only such a failed call ever costs a discovery round trip. nil uses
+	// a Discovery on Client's connection and prefix with the default
+	// settings.
+	Discovery *Discovery
+
+	// ErrorHandler writes the response for a failed call; err is a
+	// *transport.Error whose Unwrap holds the internal cause. nil logs
+	// the failure to ErrorLog and writes err with
+	// [transport.WriteHTTPError].
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+	// ErrorLog receives the internals of server-side failures (5xx): the
+	// request ID, service, function and the cause's text, which the HTTP
+	// caller never sees. nil is silent.
+	ErrorLog *slog.Logger
+
+	discOnce sync.Once
+	disc     *Discovery
+	inFlight atomic.Int64
+}
+
+// NewGateway returns a Gateway whose Client calls over nc with opts.
+func NewGateway(nc *nats.Conn, opts ...ClientOption) (*Gateway, error) {
+	c, err := NewClient(nc, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Gateway{Client: c}, nil
+}
+
+var (
+	errGatewayBusy = transport.NewError(transport.CodeResourceExhausted, "gateway busy: too many calls in flight, try again")
+
+	// Shared header values: net/http never modifies a value slice in
+	// place, and handlers after this one replace, not edit, them.
+	jsonContentTypeValue = []string{jsonContentType}
+	nosniffValue         = []string{"nosniff"}
+)
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.Client == nil {
+		panic("mesh: Gateway.Client is nil")
+	}
+	if g.MaxInFlight > 0 {
+		if g.inFlight.Add(1) > int64(g.MaxInFlight) {
+			g.inFlight.Add(-1)
+			g.fail(w, r, "", "", errGatewayBusy)
+			return
+		}
+		defer g.inFlight.Add(-1)
+	}
+	var service, function string
+	if g.Names != nil {
+		service, function = g.Names(r)
+	} else {
+		service, function = r.PathValue("service"), r.PathValue("function")
+	}
+	if err := transport.ValidateName(service); err != nil {
+		g.fail(w, r, service, function, transport.WrapError(transport.CodeInvalidArgument, "invalid service name: "+nameProblem(err), err))
+		return
+	}
+	if err := transport.ValidateName(function); err != nil {
+		g.fail(w, r, service, function, transport.WrapError(transport.CodeInvalidArgument, "invalid function name: "+nameProblem(err), err))
+		return
+	}
+	ctx := r.Context()
+	if _, ok := middleware.RequestIDFromContext(ctx); !ok {
+		// Without the request ID middleware the gateway names the call
+		// itself, so the error body and the service's logs agree.
+		id := w.Header().Get(transport.RequestIDHeader)
+		if id == "" {
+			id = nuid.Next()
+			w.Header().Set(transport.RequestIDHeader, id)
+		}
+		ctx = middleware.WithRequestID(ctx, id)
+	}
+
+	limit := g.bodyLimit(ctx)
+	body, buf, err := readBody(r, limit)
+	if buf != nil {
+		defer putBuffer(buf)
+	}
+	if err != nil {
+		g.fail(w, r, service, function, err)
+		return
+	}
+	rep, err := g.Client.Do(ctx, &Request{
+		Service:     service,
+		Function:    function,
+		Params:      body,
+		ContentType: r.Header.Get("Content-Type"),
+	})
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			err = g.noResponders(r, service, function, err)
+		}
+		g.fail(w, r, service, function, err)
+		return
+	}
+	h := w.Header()
+	if rep.ContentType == jsonContentType {
+		h["Content-Type"] = jsonContentTypeValue
+	} else {
+		h["Content-Type"] = []string{rep.ContentType}
+	}
+	h["X-Content-Type-Options"] = nosniffValue
+	if len(rep.Body) > 2048 {
+		// net/http sets it itself for smaller bodies written at once.
+		h["Content-Length"] = []string{strconv.Itoa(len(rep.Body))}
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(rep.Body)
+}
+
+// bodyLimit is the largest body the call can carry.
+func (g *Gateway) bodyLimit(ctx context.Context) int64 {
+	limit := g.Client.nc.MaxPayload() - HeaderRoom
+	if raw, ok := middleware.ClaimsJSONFromContext(ctx); ok {
+		limit -= int64(len(raw))
+	}
+	if g.MaxBodyBytes > 0 && g.MaxBodyBytes < limit {
+		return g.MaxBodyBytes
+	}
+	return max(limit, 0)
+}
+
+// noResponders tells a missing function from a missing service.
+func (g *Gateway) noResponders(r *http.Request, service, function string, err error) error {
+	g.discOnce.Do(func() {
+		g.disc = g.Discovery
+		if g.disc == nil {
+			g.disc, _ = NewDiscovery(g.Client.nc, WithPrefix(g.Client.prefix))
+		}
+	})
+	running, perr := g.disc.Running(r.Context(), service)
+	if perr == nil && running {
+		return transport.WrapError(transport.CodeNotFound, "service "+service+" has no function "+function, err)
+	}
+	return transport.WrapError(transport.CodeUnavailable, "service "+service+" is not running", err)
+}
+
+// fail reports and writes a failed call.
+func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, service, function string, err error) {
+	if g.ErrorHandler != nil {
+		g.ErrorHandler(w, r, err)
+		return
+	}
+	e := transport.AsError(err)
+	if g.ErrorLog != nil && e.HTTPStatus() >= 500 {
+		level := slog.LevelWarn
+		if e.Code() == transport.CodeInternal || e.Code() == transport.CodeBadReply {
+			level = slog.LevelError
+		}
+		attrs := []slog.Attr{
+			slog.String("request_id", w.Header().Get(transport.RequestIDHeader)),
+			slog.String("service", service),
+			slog.String("function", function),
+			slog.Int("status", e.HTTPStatus()),
+			slog.String("error", e.Error()),
+		}
+		if id, ok := middleware.RequestIDFromContext(r.Context()); ok {
+			attrs[0] = slog.String("request_id", id)
+		}
+		if cause := e.Unwrap(); cause != nil {
+			attrs = append(attrs, slog.String("cause", cause.Error()))
+		}
+		g.ErrorLog.LogAttrs(r.Context(), level, "mesh: gateway call failed", attrs...)
+	}
+	transport.WriteHTTPError(w, e)
+}
+
+// bufferPool holds body buffers; buffers above maxPooledBuffer are left
+// to the garbage collector.
+var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+const maxPooledBuffer = 1 << 20
+
+func putBuffer(b *[]byte) {
+	if cap(*b) <= maxPooledBuffer {
+		*b = (*b)[:0]
+		bufferPool.Put(b)
+	}
+}
+
+// readBody reads the request body, at most limit bytes. A body that offers
+// its bytes (a re-readable body, like the authz middleware's) is used as
+// it is; otherwise the bytes land in a pooled buffer, returned for the
+// caller to put back once the call is made (nats.go copies the params
+// into its write buffer when it publishes).
+func readBody(r *http.Request, limit int64) ([]byte, *[]byte, error) {
+	tooLarge := func(cause error) error {
+		return transport.WrapError(transport.CodeTooLarge, "request body over "+strconv.FormatInt(limit, 10)+" bytes", cause)
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil, nil
+	}
+	if bb, ok := r.Body.(interface{ Bytes() []byte }); ok {
+		b := bb.Bytes()
+		if int64(len(b)) > limit {
+			return nil, nil, tooLarge(nil)
+		}
+		return b, nil, nil
+	}
+	if r.ContentLength > limit {
+		return nil, nil, tooLarge(nil)
+	}
+	bp := bufferPool.Get().(*[]byte)
+	b := (*bp)[:0]
+	if want := r.ContentLength + 1; want > int64(cap(b)) {
+		b = make([]byte, 0, want)
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			*bp = b
+			return nil, bp, tooLarge(nil)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*bp = b
+			if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				return nil, bp, tooLarge(mbe)
+			}
+			return nil, bp, transport.WrapError(transport.CodeInvalidArgument, "reading the request body failed", err)
+		}
+	}
+	*bp = b
+	return b, bp, nil
+}

@@ -1,0 +1,321 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/funcmesh/funcmesh/transport"
+)
+
+// Defaults, each documented on the option that changes it.
+const (
+	// DefaultTimeout is the deadline a call gets when the caller gave none:
+	// a Client uses it when the context has no deadline, a Service when a
+	// request carries no Mesh-Deadline header.
+	DefaultTimeout = 10 * time.Second
+
+	// DefaultMaxConcurrency is how many calls one service instance runs at
+	// once before it answers 429.
+	DefaultMaxConcurrency = 100
+
+	// DefaultMaxAttempts is how many times a Client sends a call that
+	// service instances refuse with 429 (at capacity): the first attempt
+	// and four retries. NATS picks the instance of each attempt at random,
+	// so with one busy instance out of k the call fails only if all four
+	// retries land on it: 1 in k⁴ (1 in 16 for two instances). A refusal
+	// costs one round trip and no work, so retrying is cheap.
+	DefaultMaxAttempts = 5
+
+	// DefaultVersion is the micro service version of a Service without
+	// [WithVersion].
+	DefaultVersion = "0.0.0"
+)
+
+// ClientOption configures a [Client] (see [NewClient]).
+type ClientOption interface {
+	applyToClient(*clientConfig)
+}
+
+// ServiceOption configures a [Service] (see [NewService]).
+type ServiceOption interface {
+	applyToService(*serviceConfig)
+}
+
+// DiscoveryOption configures a [Discovery] (see [NewDiscovery]).
+type DiscoveryOption interface {
+	applyToDiscovery(*discoveryConfig)
+}
+
+// Option configures a Client, a Service and a Discovery alike; the ones
+// that make no sense for one of them are ignored there.
+type Option interface {
+	ClientOption
+	ServiceOption
+	DiscoveryOption
+}
+
+type clientConfig struct {
+	prefix      string
+	timeout     time.Duration
+	maxAttempts int
+	tracer      trace.TracerProvider
+	metrics     *Metrics
+	err         error
+}
+
+type serviceConfig struct {
+	prefix         string
+	timeout        time.Duration
+	maxConcurrency int
+	version        string
+	description    string
+	metadata       map[string]string
+	tracer         trace.TracerProvider
+	metrics        *Metrics
+	logger         *slog.Logger
+	onError        func(context.Context, *Call, error)
+	err            error
+}
+
+type discoveryConfig struct {
+	prefix       string
+	window       time.Duration
+	refresh      time.Duration
+	probeTimeout time.Duration
+	err          error
+}
+
+func (c *clientConfig) fail(err error)    { c.err = errors.Join(c.err, err) }
+func (c *serviceConfig) fail(err error)   { c.err = errors.Join(c.err, err) }
+func (c *discoveryConfig) fail(err error) { c.err = errors.Join(c.err, err) }
+
+// option is an Option made of three functions, any of them nil.
+type option struct {
+	client    func(*clientConfig)
+	service   func(*serviceConfig)
+	discovery func(*discoveryConfig)
+}
+
+func (o option) applyToClient(c *clientConfig) {
+	if o.client != nil {
+		o.client(c)
+	}
+}
+
+func (o option) applyToService(c *serviceConfig) {
+	if o.service != nil {
+		o.service(c)
+	}
+}
+
+func (o option) applyToDiscovery(c *discoveryConfig) {
+	if o.discovery != nil {
+		o.discovery(c)
+	}
+}
+
+type clientOption func(*clientConfig)
+
+func (f clientOption) applyToClient(c *clientConfig) { f(c) }
+
+type serviceOption func(*serviceConfig)
+
+func (f serviceOption) applyToService(c *serviceConfig) { f(c) }
+
+type discoveryOption func(*discoveryConfig)
+
+func (f discoveryOption) applyToDiscovery(c *discoveryConfig) { f(c) }
+
+// WithPrefix sets the first token(s) of every function subject,
+// prefix.service.function. The default is [transport.DefaultPrefix], "fn".
+// Every client, service and discovery of one deployment must use the same
+// prefix.
+func WithPrefix(prefix string) Option {
+	check := func() error {
+		if err := transport.ValidatePrefix(prefix); err != nil {
+			return fmt.Errorf("mesh: %w", err)
+		}
+		return nil
+	}
+	return option{
+		client: func(c *clientConfig) {
+			if err := check(); err != nil {
+				c.fail(err)
+			}
+			c.prefix = prefix
+		},
+		service: func(c *serviceConfig) {
+			if err := check(); err != nil {
+				c.fail(err)
+			}
+			c.prefix = prefix
+		},
+		discovery: func(c *discoveryConfig) {
+			if err := check(); err != nil {
+				c.fail(err)
+			}
+			c.prefix = prefix
+		},
+	}
+}
+
+// ClientServiceOption is both a ClientOption and a ServiceOption.
+type ClientServiceOption interface {
+	ClientOption
+	ServiceOption
+}
+
+// WithTimeout sets the deadline of a call whose caller gave none: for a
+// Client, a context without a deadline; for a Service, a request without a
+// Mesh-Deadline header. The default is [DefaultTimeout]. d must be
+// positive.
+func WithTimeout(d time.Duration) ClientServiceOption {
+	var err error
+	if d <= 0 {
+		err = fmt.Errorf("mesh: timeout %v: must be positive", d)
+	}
+	return option{
+		client: func(c *clientConfig) {
+			if err != nil {
+				c.fail(err)
+			}
+			c.timeout = d
+		},
+		service: func(c *serviceConfig) {
+			if err != nil {
+				c.fail(err)
+			}
+			c.timeout = d
+		},
+	}
+}
+
+// WithTracerProvider makes a Client start a client span per call ("call
+// service.function", a child of the span in the call's context) and a
+// Service a server span per call ("serve service.function", a child of the
+// caller's span carried in the traceparent header), in the context the
+// function gets, so nested calls continue the trace. nil, the default,
+// starts no spans; the W3C trace context in a call's context is still
+// carried over NATS either way.
+func WithTracerProvider(tp trace.TracerProvider) ClientServiceOption {
+	return option{
+		client:  func(c *clientConfig) { c.tracer = tp },
+		service: func(c *serviceConfig) { c.tracer = tp },
+	}
+}
+
+// WithMetrics makes a Client or a Service count its calls in m (see
+// [Metrics]); nil, the default, counts nothing.
+func WithMetrics(m *Metrics) ClientServiceOption {
+	return option{
+		client:  func(c *clientConfig) { c.metrics = m },
+		service: func(c *serviceConfig) { c.metrics = m },
+	}
+}
+
+// WithMaxAttempts sets how many times a Client sends a call that service
+// instances refuse with 429 because they are at their concurrency limit.
+// Such a refusal means the function did not run, so sending the call again
+// is safe; NATS delivers each attempt to an instance of the queue group
+// picked at random, which may be the same busy one. Attempts stop at the
+// call's deadline. The default is [DefaultMaxAttempts]; 1 disables
+// retries.
+func WithMaxAttempts(n int) ClientOption {
+	return clientOption(func(c *clientConfig) {
+		if n < 1 {
+			c.fail(fmt.Errorf("mesh: max attempts %d: must be at least 1", n))
+		}
+		c.maxAttempts = n
+	})
+}
+
+// WithMaxConcurrency bounds how many calls one Service instance runs at
+// once, over all its functions. A call above the bound is answered 429
+// (transport.CodeResourceExhausted) at once, without running the function,
+// and a Client retries it (see [WithMaxAttempts]). The default is
+// [DefaultMaxConcurrency]; n must be positive.
+func WithMaxConcurrency(n int) ServiceOption {
+	return serviceOption(func(c *serviceConfig) {
+		if n < 1 {
+			c.fail(fmt.Errorf("mesh: max concurrency %d: must be at least 1", n))
+		}
+		c.maxConcurrency = n
+	})
+}
+
+// WithVersion sets the service version that discovery and "nats micro"
+// show; it must be a semantic version. The default is [DefaultVersion].
+func WithVersion(v string) ServiceOption {
+	return serviceOption(func(c *serviceConfig) { c.version = v })
+}
+
+// WithDescription sets the service description that discovery shows.
+func WithDescription(d string) ServiceOption {
+	return serviceOption(func(c *serviceConfig) { c.description = d })
+}
+
+// WithMetadata sets the service metadata that discovery shows. The map is
+// copied.
+func WithMetadata(md map[string]string) ServiceOption {
+	md = maps.Clone(md)
+	return serviceOption(func(c *serviceConfig) { c.metadata = md })
+}
+
+// WithLogger makes a Service report what its callers never see: the text
+// of plain errors its functions return and the panics they raise, with the
+// request ID and stack. nil, the default, is silent.
+func WithLogger(l *slog.Logger) ServiceOption {
+	return serviceOption(func(c *serviceConfig) { c.logger = l })
+}
+
+// WithErrorHook makes a Service call f for every call that fails with a
+// server error (5xx), except a function returning its context's error once
+// the deadline passed: err is the function's error, or a [*PanicError] for
+// a panic. f runs on the call's goroutine before the reply is sent; it
+// must not block for long.
+func WithErrorHook(f func(ctx context.Context, c *Call, err error)) ServiceOption {
+	return serviceOption(func(c *serviceConfig) { c.onError = f })
+}
+
+// WithDiscoveryWindow sets how long [Discovery.Services] collects replies
+// from service instances. The default is 250ms.
+func WithDiscoveryWindow(d time.Duration) DiscoveryOption {
+	return discoveryOption(func(c *discoveryConfig) {
+		if d <= 0 {
+			c.fail(fmt.Errorf("mesh: discovery window %v: must be positive", d))
+		}
+		c.window = d
+	})
+}
+
+// WithRefreshInterval sets how long a Discovery reuses what it learned:
+// the listing its HTTP handler serves and the answer to "does this service
+// run?" the Gateway asks when no instance answers a call. The default is
+// 2s.
+func WithRefreshInterval(d time.Duration) DiscoveryOption {
+	return discoveryOption(func(c *discoveryConfig) {
+		if d <= 0 {
+			c.fail(fmt.Errorf("mesh: refresh interval %v: must be positive", d))
+		}
+		c.refresh = d
+	})
+}
+
+// WithProbeTimeout bounds how long [Discovery.Running] waits for an
+// instance of a service to answer. The default is 1s; a probe ends at the
+// first answer, or at once when no instance is there at all, so the bound
+// only matters for instances slow to answer.
+func WithProbeTimeout(d time.Duration) DiscoveryOption {
+	return discoveryOption(func(c *discoveryConfig) {
+		if d <= 0 {
+			c.fail(fmt.Errorf("mesh: probe timeout %v: must be positive", d))
+		}
+		c.probeTimeout = d
+	})
+}
