@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -72,7 +73,7 @@ var (
 
 // errBadDecision is wrapped by the error for a decision of the wrong
 // shape.
-var errBadDecision = fmt.Errorf("authz: bad decision")
+var errBadDecision = errors.New("bad decision")
 
 // decisionOf reads a decision from the query's value: a boolean, or an
 // object whose allow is a boolean (a missing allow denies, as an undefined

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -139,7 +141,21 @@ func goValue(x any) (ast.Value, error) {
 	if m, ok := x.(map[string]any); ok && plainJSON(m, 0) {
 		return ast.LazyObject(m), nil
 	}
-	return ast.InterfaceToValue(x)
+	v, err := ast.InterfaceToValue(x)
+	if err != nil {
+		return nil, err
+	}
+	var bad ast.Number
+	ast.WalkTerms(v, func(t *ast.Term) bool {
+		if n, ok := t.Value.(ast.Number); ok && !numberOK(string(n)) {
+			bad = n
+		}
+		return bad != ""
+	})
+	if bad != "" {
+		return nil, fmt.Errorf("number %.20s… out of range", bad)
+	}
+	return v, nil
 }
 
 // plainJSON reports whether x holds only values a lazy object converts
@@ -155,7 +171,7 @@ func plainJSON(x any, depth int) bool {
 	case float64:
 		return !math.IsNaN(x) && !math.IsInf(x, 0)
 	case json.Number:
-		return isJSONNumber(string(x))
+		return numberOK(string(x))
 	case []any:
 		for _, e := range x {
 			if !plainJSON(e, depth+1) {
@@ -172,6 +188,29 @@ func plainJSON(x any, depth int) bool {
 		return true
 	}
 	return false
+}
+
+// Bounds on the numbers a policy is given. OPA compares numbers exactly,
+// with math/big, and fails (panics) on exponents beyond what a big.Float
+// holds; a long literal or a large exponent would also make every
+// comparison slow. Anything within these bounds keeps every digit.
+const (
+	maxNumberLen      = 100  // characters of a number's literal
+	maxNumberExponent = 1000 // decimal exponent, either way
+)
+
+// numberOK reports whether s is a JSON number within the bounds above.
+func numberOK(s string) bool {
+	if len(s) > maxNumberLen || !isJSONNumber(s) {
+		return false
+	}
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(s[i+1:])
+		if err != nil || e > maxNumberExponent || e < -maxNumberExponent {
+			return false
+		}
+	}
+	return true
 }
 
 // isJSONNumber reports whether s is a number in JSON's syntax.

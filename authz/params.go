@@ -17,7 +17,7 @@ var errParamsDepth = fmt.Errorf("authz: params nest deeper than %d", MaxParamsDe
 // decodeParams decodes a JSON document straight to an OPA value, without
 // a map[string]any in between. Numbers keep their text (ast.Number is the
 // JSON literal), so a number too large or too precise for a float64 loses
-// nothing; arrays and objects may nest at most MaxParamsDepth deep; a
+// nothing; a number beyond the bounds of numberOK is an error; arrays and objects may nest at most MaxParamsDepth deep; a
 // duplicate key keeps its last value, as encoding/json does; anything but
 // whitespace after the document is an error.
 func decodeParams(data []byte) (ast.Value, error) {
@@ -86,6 +86,9 @@ func decodeValue(dec *json.Decoder, depth int) (ast.Value, error) {
 	case string:
 		return ast.String(t), nil
 	case json.Number:
+		if !numberOK(string(t)) {
+			return nil, fmt.Errorf("authz: params: number %.20s… out of range", t)
+		}
 		return ast.Number(t), nil
 	case bool:
 		return ast.Boolean(t), nil

@@ -104,7 +104,10 @@ func prepare(ctx context.Context, modules map[string]*ast.Module, data map[strin
 	if data == nil {
 		data = map[string]any{}
 	}
-	store := inmem.NewFromObjectWithOpts(data, inmem.OptReturnASTValuesOnRead(true))
+	store, err := newStore(ctx, data)
+	if err != nil {
+		return nil, err
+	}
 	txn, err := store.NewTransaction(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("authz: %w", err)
@@ -207,7 +210,8 @@ func (e *evaluator) decide(ctx context.Context, input ast.Value, log *slog.Logge
 
 // eval evaluates pq for input and returns its value, errUndefined when it
 // has none. It stops when ctx is done.
-func (e *evaluator) eval(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value) (ast.Value, error) {
+func (e *evaluator) eval(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value) (_ ast.Value, err error) {
+	defer recoverEval(&err)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -236,4 +240,30 @@ func (e *evaluator) eval(ctx context.Context, pq rego.PreparedEvalQuery, input a
 		}
 	}
 	return nil, fmt.Errorf("authz: query %s: %d results", e.query, len(rs))
+}
+
+// recoverEval turns a panic inside OPA into an error, so that input OPA
+// cannot handle denies the call rather than crashing the process.
+func recoverEval(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("authz: evaluation panicked: %v", r)
+	}
+}
+
+// newStore is inmem.NewFromObjectWithOpts returning rather than panicking
+// on data OPA refuses (a number too big, say).
+func newStore(ctx context.Context, data map[string]any) (storage.Store, error) {
+	store := inmem.NewWithOpts(inmem.OptReturnASTValuesOnRead(true))
+	txn, err := store.NewTransaction(ctx, storage.WriteParams)
+	if err != nil {
+		return nil, fmt.Errorf("authz: data: %w", err)
+	}
+	if err := store.Write(ctx, txn, storage.AddOp, storage.RootPath, data); err != nil {
+		store.Abort(ctx, txn)
+		return nil, fmt.Errorf("authz: data: %w", err)
+	}
+	if err := store.Commit(ctx, txn); err != nil {
+		return nil, fmt.Errorf("authz: data: %w", err)
+	}
+	return store, nil
 }

@@ -271,10 +271,7 @@ func jsonKind(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-var (
-	identRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	numberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
-)
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // joinPath appends a map key to a config path, quoting keys that are not
 // plain identifiers so that the path stays unambiguous.
@@ -468,8 +465,8 @@ func parseOperand(name string, v any) (operand, error) {
 	case bool:
 		return operand{lit: x}, nil
 	case json.Number:
-		if !numberRE.MatchString(string(x)) {
-			return operand{}, &RuleError{Path: name, Msg: fmt.Sprintf("bad number %q", x)}
+		if !numberOK(string(x)) {
+			return operand{}, &RuleError{Path: name, Msg: fmt.Sprintf("bad number %.40q: want a JSON number of at most %d characters with an exponent within ±%d", string(x), maxNumberLen, maxNumberExponent)}
 		}
 		return operand{lit: x}, nil
 	}

@@ -110,7 +110,8 @@ func (r *rulesEval) entry(ctx context.Context, service, function string) (*ruleE
 	return actual.(*ruleEntry), nil
 }
 
-func (r *rulesEval) partial(ctx context.Context, service, function string) (*ruleEntry, error) {
+func (r *rulesEval) partial(ctx context.Context, service, function string) (_ *ruleEntry, err error) {
+	defer recoverEval(&err)
 	known := ast.NewObject(
 		[2]*ast.Term{ast.StringTerm("service"), ast.StringTerm(service)},
 		[2]*ast.Term{ast.StringTerm("function"), ast.StringTerm(function)})
@@ -164,10 +165,11 @@ var noMetricsTD = metrics.NoOp()
 var errFound = errors.New("found")
 
 // allowed evaluates the residual for input.
-func (r *rulesEval) allowed(ctx context.Context, e *ruleEntry, input *ast.Term) (bool, error) {
+func (r *rulesEval) allowed(ctx context.Context, e *ruleEntry, input *ast.Term) (_ bool, err error) {
 	if e.constant {
 		return e.allow, nil
 	}
+	defer recoverEval(&err)
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
