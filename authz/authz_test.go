@@ -311,7 +311,7 @@ allow if input.auth.role in data.roles.allowed
 `)
 	write("roles/data.json", `{"allowed": ["admin", "ops"]}`)
 	write("policy_test.rego", "package funcmesh.authz\ntest_x if { false }\nallow := true\n") // skipped, or it would conflict
-	write(".hidden/broken.rego", "this is not Rego")                                       // skipped
+	write(".hidden/broken.rego", "this is not Rego")                                          // skipped
 
 	fsys := fstest.MapFS{
 		"policy/policy.rego":     {Data: []byte("package funcmesh.authz\nallow if input.auth.role in data.roles.allowed\n")},
@@ -428,9 +428,9 @@ reason := "the policy says no" if not allow
 		status int
 		reason string
 	}{
-		{authz.Input{Service: "payments", Function: "charge"}, false, 401, "authentication required"},                               // rules deny
+		{authz.Input{Service: "payments", Function: "charge"}, false, 401, "authentication required"},                                  // rules deny
 		{authz.Input{Service: "payments", Function: "charge", Auth: map[string]any{"role": "user"}}, false, 403, "the policy says no"}, // rules allow, Rego denies
-		{authz.Input{Service: "payments", Function: "charge", Auth: map[string]any{"role": "admin"}}, true, 0, ""},                    // both allow
+		{authz.Input{Service: "payments", Function: "charge", Auth: map[string]any{"role": "admin"}}, true, 0, ""},                     // both allow
 		{authz.Input{Service: "public", Function: "x"}, true, 0, ""},
 	}
 	for _, tt := range tests {

@@ -32,8 +32,9 @@ type evaluator struct {
 	// names a package without a headers rule: when it is true, that is
 	// the whole decision, and the package's other rules (status, reason)
 	// need not be evaluated. nil otherwise.
-	allow *rego.PreparedEvalQuery
-	uses  inputUses
+	allow    *rego.PreparedEvalQuery
+	uses     inputUses
+	compiler *ast.Compiler // the compiled modules, read-only
 }
 
 // compilePolicy compiles what the sources loaded.
@@ -133,7 +134,7 @@ func prepare(ctx context.Context, modules map[string]*ast.Module, data map[strin
 		return nil, fmt.Errorf("authz: query %s: the package has no allow rule, so it would deny every call", ref)
 	}
 
-	e := &evaluator{query: ref.String()}
+	e := &evaluator{query: ref.String(), compiler: c}
 	if e.full, err = prepareRef(ctx, c, store, ref); err != nil {
 		return nil, err
 	}

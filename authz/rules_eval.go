@@ -62,13 +62,9 @@ func newRulesEval(ctx context.Context, cfg *RuleConfig) (*rulesEval, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authz: generated Rego: %w", err) // a bug
 	}
-	c := ast.NewCompiler()
-	if c.Compile(map[string]*ast.Module{rulesFile: m}); c.Failed() {
-		return nil, fmt.Errorf("authz: generated Rego: %w", c.Errors) // a bug
-	}
 	r := &rulesEval{
 		full:      full,
-		compiler:  c,
+		compiler:  full.compiler,
 		store:     inmem.New(),
 		services:  map[string]bool{},
 		functions: map[string]bool{},

@@ -104,12 +104,17 @@ func (g *regoGen) module(c *RuleConfig) {
 	g.p("entry := e if {")
 	g.p("\te := entries[input.service][input.function]")
 	g.p("} else := e if {")
-	g.p("\te := entries[input.service][%q]", DefaultName)
+	g.p("\te := entries[input.service][fallback]")
 	g.p("} else := e if {")
-	g.p("\te := entries[%q][input.function]", DefaultName)
+	g.p("\te := entries[fallback][input.function]")
 	g.p("} else := e if {")
-	g.p("\te := entries[%q][%q]", DefaultName, DefaultName)
+	g.p("\te := entries[fallback][fallback]")
 	g.p("}")
+	g.p("")
+	g.p("# fallback is the name that stands for any other service or function")
+	g.p("# (a rule rather than a literal, which the type checker would refuse")
+	g.p("# when the config does not use it).")
+	g.p("fallback := %q", DefaultName)
 	g.p("")
 	g.entriesTable(es)
 	g.p("")
@@ -127,11 +132,12 @@ func (g *regoGen) module(c *RuleConfig) {
 		g.p("needs_auth := {%s}", strings.Join(auth, ", "))
 	}
 	g.p("")
-	for i, e := range es {
-		if i == 0 {
-			g.p("# allow is true when the entry's rule allows the call, and undefined")
-			g.p("# otherwise (it has no default so that partial evaluation can inline it).")
-		}
+	g.p("# allow is true when the entry's rule allows the call, and undefined")
+	g.p("# otherwise (it has no default so that partial evaluation can inline it).")
+	if len(es) == 0 {
+		g.p("allow if false # the config has no entries")
+	}
+	for _, e := range es {
 		g.p("")
 		g.p("# %s", e.path)
 		g.p("allow if {")
