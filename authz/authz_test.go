@@ -255,6 +255,30 @@ func TestContextDone(t *testing.T) {
 	}
 }
 
+// TestWithKeepsInput checks that "with input… as" in one rule does not
+// leak into the input other rules see: the lazy objects the input is
+// built from would be changed in place by OPA's copy-and-insert.
+func TestWithKeepsInput(t *testing.T) {
+	t.Parallel()
+	const policy = `package funcmesh.authz
+admin if input.auth.role == "admin"
+probe if admin with input.auth as {"role": "admin"}
+probe2 if admin with input.auth.role as "admin"
+allow if {
+	probe
+	probe2
+	admin
+}
+`
+	a := newAuthorizer(t, authz.Module("p.rego", policy))
+	for role, want := range map[string]bool{"user": false, "admin": true} {
+		d, err := a.Authorize(context.Background(), authz.Input{Service: "s", Function: "f", Auth: map[string]any{"role": role}})
+		if err != nil || d.Allow != want {
+			t.Errorf("role %s: got %+v, %v; want allow %v", role, d, err, want)
+		}
+	}
+}
+
 func TestRecoverEval(t *testing.T) {
 	t.Parallel()
 	err := authz.RecoverEval(func() { panic("boom") })

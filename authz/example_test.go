@@ -109,6 +109,38 @@ func jwt(next http.Handler) http.Handler {
 	})
 }
 
+// Wiring the policy of a directory (tests kept beside it are skipped)
+// after the JWT middleware, reloading it when the files change.
+func ExampleFiles() {
+	ctx := context.Background()
+	policy, err := authz.New(ctx,
+		authz.Files("testdata/policy"),
+		authz.WithClaims(middleware.ClaimsFromContext),
+		authz.WithWatch(true))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer policy.Close()
+
+	mux := http.NewServeMux()
+	chain := alice.New(jwt, policy.Middleware)
+	mux.Handle("POST /fn/{service}/{function}", chain.Then(gateway))
+
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/fn/payments/charge", strings.NewReader(`{"amount": 500}`))
+	req.Header.Set("Authorization", "Bearer u1")
+	mux.ServeHTTP(rec, req)
+	fmt.Println(rec.Code, strings.TrimSpace(rec.Body.String()))
+	// Output:
+	// 403 {"error":{"code":"permission_denied","message":"only admins may do this"}}
+}
+
+// gateway stands for the mesh gateway.
+var gateway = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	fmt.Fprintln(w, "called")
+})
+
 func ExampleRulesJSON() {
 	ctx := context.Background()
 	policy, err := authz.New(ctx, authz.RulesJSON([]byte(`{"services": {

@@ -65,7 +65,8 @@ type HTTPInput struct {
 // The document is a lazy object over a Go map: OPA converts a part to its
 // own values only when the policy reads it, and the claims stay a lazy
 // object of their own (see goValue), so a policy that only checks that
-// there are claims converts none of them.
+// there are claims converts none of them. A policy that may change the
+// input in place (u.eager) gets ordinary objects instead.
 func (in *Input) value(u inputUses, params ast.Value) (ast.Value, error) {
 	m := make(map[string]any, 6)
 	if u.has("service") {
@@ -77,7 +78,7 @@ func (in *Input) value(u inputUses, params ast.Value) (ast.Value, error) {
 	if u.has("params") {
 		if params == nil {
 			var err error
-			if params, err = paramsValue(in.Params); err != nil {
+			if params, err = paramsValue(in.Params, !u.eager); err != nil {
 				return nil, err
 			}
 		}
@@ -86,7 +87,7 @@ func (in *Input) value(u inputUses, params ast.Value) (ast.Value, error) {
 	if u.has("auth") {
 		var auth any // null
 		if in.Auth != nil {
-			v, err := goValue(in.Auth)
+			v, err := goValue(in.Auth, !u.eager)
 			if err != nil {
 				return nil, fmt.Errorf("authz: claims: %w", err)
 			}
@@ -112,11 +113,14 @@ func (in *Input) value(u inputUses, params ast.Value) (ast.Value, error) {
 		}
 		m["http"] = h
 	}
+	if u.eager {
+		return ast.InterfaceToValue(m)
+	}
 	return ast.LazyObject(m), nil
 }
 
 // paramsValue converts Input.Params.
-func paramsValue(p any) (ast.Value, error) {
+func paramsValue(p any, lazy bool) (ast.Value, error) {
 	switch p := p.(type) {
 	case nil:
 		return ast.NullValue, nil
@@ -126,19 +130,20 @@ func paramsValue(p any) (ast.Value, error) {
 		}
 		return decodeParams(p)
 	}
-	v, err := goValue(p)
+	v, err := goValue(p, lazy)
 	if err != nil {
 		return nil, fmt.Errorf("authz: params: %w", err)
 	}
 	return v, nil
 }
 
-// goValue converts a Go value to OPA's. An object of plain JSON values (as
-// encoding/json decodes them) becomes a lazy object that converts a key's
-// value only when the policy reads it: a policy that checks one claim
-// does not pay for all of them. Anything else is converted at once.
-func goValue(x any) (ast.Value, error) {
-	if m, ok := x.(map[string]any); ok && plainJSON(m, 0) {
+// goValue converts a Go value to OPA's. With lazy, an object of plain
+// JSON values (as encoding/json decodes them) becomes a lazy object that
+// converts a key's value only when the policy reads it: a policy that
+// checks one claim does not pay for all of them. Anything else is
+// converted at once.
+func goValue(x any, lazy bool) (ast.Value, error) {
+	if m, ok := x.(map[string]any); ok && lazy && plainJSON(m, 0) {
 		return ast.LazyObject(m), nil
 	}
 	v, err := ast.InterfaceToValue(x)

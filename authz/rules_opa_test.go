@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
@@ -137,5 +138,40 @@ func TestGeneratedRegoReads(t *testing.T) {
 	again, _ := cfg.Rego()
 	if again != src {
 		t.Error("two generations differ")
+	}
+}
+
+// TestExamplePolicy runs the opa test tests kept next to the example
+// policy of the README, as opa test policy/ would.
+func TestExamplePolicy(t *testing.T) {
+	t.Parallel()
+	res, err := loader.NewFileLoader().WithRegoVersion(ast.RegoV1).All([]string{"testdata/policy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	store := inmem.New()
+	txn := storage.NewTransactionOrDie(ctx, store)
+	defer store.Abort(ctx, txn)
+	ch, err := tester.NewRunner().SetCompiler(ast.NewCompiler()).SetStore(store).
+		SetModules(res.ParsedModules()).RaiseBuiltinErrors(true).RunTests(ctx, txn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for r := range ch {
+		n++
+		if !r.Pass() {
+			t.Errorf("%s failed: %v", r.Name, r.Error)
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d tests ran; want 4", n)
+	}
+	// The Authorizer loads the same directory without the tests.
+	a := newAuthorizer(t, authz.Files("testdata/policy"))
+	d, err := a.Authorize(ctx, authz.Input{Service: "payments", Function: "charge", Auth: map[string]any{"sub": "u1"}, Params: map[string]any{"amount": 5}})
+	if err != nil || !d.Allow {
+		t.Errorf("got %+v, %v; want allowed", d, err)
 	}
 }

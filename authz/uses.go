@@ -15,6 +15,13 @@ type inputUses struct {
 	auth     bool
 	caller   bool
 	http     bool
+
+	// eager is set when the policy may change the input document in
+	// place: OPA's with keyword and http.send copy objects with Copy and
+	// then Insert into the copy, and the Copy of the lazy objects the
+	// input is built from (ast.LazyObject) returns the object itself.
+	// Such a policy gets an input built of ordinary objects.
+	eager bool
 }
 
 // union returns the parts either u or v reads.
@@ -27,6 +34,7 @@ func (u inputUses) union(v inputUses) inputUses {
 		auth:     u.auth || v.auth,
 		caller:   u.caller || v.caller,
 		http:     u.http || v.http,
+		eager:    u.eager || v.eager,
 	}
 }
 
@@ -73,6 +81,14 @@ func usesOf(nodes ...any) inputUses {
 			if x.Equal(ast.InputRootDocument.Value) {
 				u.all = true
 			}
+		case *ast.Expr:
+			if len(x.With) > 0 || x.IsCall() && copiesInput[x.Operator().String()] {
+				u.eager = true
+			}
+		case ast.Call:
+			if copiesInput[x[0].String()] {
+				u.eager = true
+			}
 		}
 		return false
 	})
@@ -81,6 +97,10 @@ func usesOf(nodes ...any) inputUses {
 	}
 	return u
 }
+
+// copiesInput names the built-ins that copy an object given to them and
+// insert into the copy.
+var copiesInput = map[string]bool{"http.send": true, "providers.aws.sign_req": true}
 
 func (u *inputUses) mark(ref ast.Ref) {
 	if len(ref) < 2 {
