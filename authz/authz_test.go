@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -276,6 +277,25 @@ allow if {
 		if err != nil || d.Allow != want {
 			t.Errorf("role %s: got %+v, %v; want allow %v", role, d, err, want)
 		}
+	}
+}
+
+// TestHTTPSendKeepsInput is TestWithKeepsInput for http.send, which
+// copies the request object it is given and inserts into the copy.
+func TestHTTPSendKeepsInput(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	const policy = `package funcmesh.authz
+allow if {
+	http.send(input.auth).status_code == 200
+	object.keys(input.auth) == {"method", "url"}
+}
+`
+	a := newAuthorizer(t, authz.Module("p.rego", policy))
+	d, err := a.Authorize(context.Background(), authz.Input{Service: "s", Function: "f", Auth: map[string]any{"method": "GET", "url": srv.URL}})
+	if err != nil || !d.Allow {
+		t.Errorf("got %+v, %v; want allowed", d, err)
 	}
 }
 
