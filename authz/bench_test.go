@@ -1,7 +1,10 @@
 package authz_test
 
 import (
+	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -84,4 +87,32 @@ func BenchmarkDecision(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkMiddleware is a whole request through the middleware, with the
+// body decoded into params, without the network.
+func BenchmarkMiddleware(b *testing.B) {
+	ctx := context.Background()
+	const rules = `{"services": {"payments": {"functions": {"charge": {"rule": {"rule": "and", "clauses": [
+		{"rule": "authenticated"},
+		{"rule": "match", "eval": "<=", "type": "number", "f1": "args.params.amount", "f2": 100}]}}}}}}`
+	claims := map[string]any{"sub": "u1", "role": "user"}
+	a, err := authz.New(ctx, authz.RulesJSON([]byte(rules)),
+		authz.WithClaims(func(context.Context) (map[string]any, bool) { return claims, true }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	body := []byte(`{"amount": 5, "currency": "EUR", "memo": "coffee"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/fn/payments/charge", bytes.NewReader(body))
+		req.SetPathValue("service", "payments")
+		req.SetPathValue("function", "charge")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatal(rec.Code, rec.Body.String())
+		}
+	}
 }

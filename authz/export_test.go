@@ -1,9 +1,11 @@
 package authz
 
+import "github.com/open-policy-agent/opa/v1/ast"
+
 // Internals the black-box tests in package authz_test reach.
 
 // DecodeParams is decodeParams, for the fuzz test.
-var DecodeParams = decodeParams
+func DecodeParams(data []byte, lazy bool) (ast.Value, error) { return decodeParams(data, lazy) }
 
 // RecoverEval runs f the way an evaluation runs, turning a panic into the
 // error returned.

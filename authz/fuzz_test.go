@@ -118,7 +118,7 @@ func FuzzDecodeParams(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		v, err := authz.DecodeParams(data)
+		v, err := authz.DecodeParams(data, false)
 		valid := json.Valid(data)
 		if err != nil {
 			if valid && !strings.Contains(err.Error(), "deeper than") && !strings.Contains(err.Error(), "out of range") {
@@ -141,6 +141,10 @@ func FuzzDecodeParams(f *testing.F) {
 		}
 		if v.Compare(want) != 0 {
 			t.Fatalf("%q decoded to %v; want %v", data, v, want)
+		}
+		lazy, err := authz.DecodeParams(data, true)
+		if err != nil || lazy.Compare(want) != 0 {
+			t.Fatalf("%q decoded lazily to %v, %v; want %v", data, lazy, err, want)
 		}
 	})
 }

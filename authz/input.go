@@ -128,7 +128,7 @@ func paramsValue(p any, lazy bool) (ast.Value, error) {
 		if len(p) == 0 {
 			return ast.NullValue, nil
 		}
-		return decodeParams(p)
+		return decodeParams(p, lazy)
 	}
 	v, err := goValue(p, lazy)
 	if err != nil {
@@ -164,10 +164,11 @@ func goValue(x any, lazy bool) (ast.Value, error) {
 }
 
 // plainJSON reports whether x holds only values a lazy object converts
-// without fail: nil, bools, strings, finite float64s, ints, valid
-// json.Numbers, and []any and map[string]any of those, at most 32 deep.
+// without fail: nil, bools, strings, finite float64s, ints, json.Numbers
+// within numberOK's bounds, and []any and map[string]any of those, at
+// most MaxParamsDepth deep.
 func plainJSON(x any, depth int) bool {
-	if depth > 32 {
+	if depth > MaxParamsDepth {
 		return false
 	}
 	switch x := x.(type) {

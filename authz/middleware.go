@@ -65,7 +65,7 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 			}
 			if pl.uses.has("params") {
 				var err error
-				if params, err = readParams(r, cfg.maxBody); err != nil {
+				if params, err = readParams(r, cfg.maxBody, !pl.uses.eager); err != nil {
 					transport.WriteHTTPError(w, err)
 					return
 				}
@@ -98,7 +98,7 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 
 // readParams reads and decodes the request body for input.params, and
 // gives next a *Body over the same bytes.
-func readParams(r *http.Request, limit int64) (ast.Value, error) {
+func readParams(r *http.Request, limit int64, lazy bool) (ast.Value, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return ast.NullValue, nil
 	}
@@ -119,7 +119,7 @@ func readParams(r *http.Request, limit int64) (ast.Value, error) {
 	if len(data) == 0 {
 		return ast.NullValue, nil
 	}
-	v, err := decodeParams(data)
+	v, err := decodeParams(data, lazy)
 	if err != nil {
 		return nil, transport.WrapError(transport.CodeInvalidArgument, "malformed JSON in the request body", err)
 	}

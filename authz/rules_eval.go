@@ -47,6 +47,7 @@ type ruleEntry struct {
 	queries  []ast.Body
 	compiler *ast.Compiler
 	uses     inputUses
+	flat     bool // the queries call no rules: only input and built-ins
 }
 
 func newRulesEval(ctx context.Context, cfg *RuleConfig) (*rulesEval, error) {
@@ -152,8 +153,39 @@ func (r *rulesEval) partial(ctx context.Context, service, function string) (_ *r
 		nodes = append(nodes, cq)
 	}
 	e.uses = usesOf(nodes...)
+	e.flat = len(pqs.Support) == 0 && !refersToData(e.queries)
 	return e, nil
 }
+
+// refersToData reports whether any of the queries reads data (a rule or a
+// document).
+func refersToData(queries []ast.Body) bool {
+	found := false
+	for _, q := range queries {
+		ast.WalkRefs(q, func(r ast.Ref) bool {
+			if r[0].Equal(ast.DefaultRootDocument) {
+				found = true
+			}
+			return found
+		})
+	}
+	return found
+}
+
+// noVirtualCache and noBaseCache stand in for topdown's per-query caches
+// when a residual has nothing to cache, to save their allocation.
+type (
+	noVirtualCache struct{}
+	noBaseCache    struct{}
+)
+
+func (noVirtualCache) Push()                         {}
+func (noVirtualCache) Pop()                          {}
+func (noVirtualCache) Get(ast.Ref) (*ast.Term, bool) { return nil, false }
+func (noVirtualCache) Put(ast.Ref, *ast.Term)        {}
+func (noVirtualCache) Keys() []ast.Ref               { return nil }
+func (noBaseCache) Get(ast.Ref) ast.Value            { return nil }
+func (noBaseCache) Put(ast.Ref, ast.Value)           {}
 
 var noMetricsTD = metrics.NoOp()
 
@@ -175,14 +207,18 @@ func (r *rulesEval) allowed(ctx context.Context, e *ruleEntry, input *ast.Term) 
 	}
 	defer r.store.Abort(ctx, txn)
 	for _, q := range e.queries {
-		err := topdown.NewQuery(q).
+		tq := topdown.NewQuery(q).
 			WithCompiler(e.compiler).
 			WithStore(r.store).
 			WithTransaction(txn).
 			WithInput(input).
 			WithStrictBuiltinErrors(true).
-			WithMetrics(noMetricsTD).
-			Iter(ctx, func(topdown.QueryResult) error { return errFound })
+			WithMetrics(noMetricsTD)
+		if e.flat {
+			// No rules to cache the values of, no data to read.
+			tq = tq.WithVirtualCache(noVirtualCache{}).WithBaseCache(noBaseCache{})
+		}
+		err := tq.Iter(ctx, func(topdown.QueryResult) error { return errFound })
 		switch {
 		case err == errFound:
 			return true, nil
