@@ -148,3 +148,100 @@ func FuzzDecodeParams(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRuleTrees builds rule configs from the fuzzer's bytes, so that
+// nearly every input is a config that validates, and checks the
+// Authorizer's decisions against the whole generated module, as FuzzRules
+// does, over calls that reach every entry and the fallbacks.
+func FuzzRuleTrees(f *testing.F) {
+	f.Add([]byte{0})
+	f.Add([]byte{3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+	f.Add([]byte{4, 3, 2, 5, 1, 0, 3, 4, 2, 2, 5, 1, 4, 3, 0, 0, 1})
+	f.Add([]byte("random bytes make random trees"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		src := &byteSource{b: data}
+		cfg := &authz.RuleConfig{Services: map[string]authz.ServiceRules{}}
+		names := []string{"payments", "default", "orders"}
+		fnames := []string{"charge", "default", "list"}
+		for range 1 + src.next()%4 {
+			s := names[src.next()%3]
+			if cfg.Services[s].Functions == nil {
+				cfg.Services[s] = authz.ServiceRules{Functions: map[string]authz.FunctionRules{}}
+			}
+			cfg.Services[s].Functions[fnames[src.next()%3]] = authz.FunctionRules{Rule: genRule(src, 0)}
+		}
+		if cfg.Validate() != nil {
+			return // a literal of the wrong type, say: ParseRules' business
+		}
+		a, err := authz.New(context.Background(), authz.Rules(cfg))
+		if err != nil {
+			t.Fatalf("a valid config does not load: %v", err)
+		}
+		rego_, err := cfg.Rego()
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, err := rego.New(rego.Query(authz.RulesQuery), rego.Module("rules.rego", rego_), rego.StrictBuiltinErrors(true)).
+			PrepareForEval(context.Background())
+		if err != nil {
+			t.Fatalf("the generated Rego does not prepare: %v\n%s", err, rego_)
+		}
+		auths := []map[string]any{nil, {}, {"role": "admin", "level": 3}, {"role": "user", "level": "3"}}
+		params := []string{`null`, `{"amount": 5, "code": "7", "public": true}`, `{"amount": "5", "code": 7, "public": "true", "level": 3}`}
+		for _, s := range []string{"payments", "orders", "zz"} {
+			for _, fn := range []string{"charge", "list", "zz"} {
+				for _, auth := range auths {
+					for _, p := range params {
+						in := authz.Input{Service: s, Function: fn, Auth: auth, Params: json.RawMessage(p)}
+						got, err := a.Authorize(context.Background(), in)
+						if err != nil {
+							t.Fatalf("%s.%s: %v", s, fn, err)
+						}
+						if want := fullDecision(t, full, in, p); got.Allow != want.Allow || got.Status != want.Status {
+							t.Fatalf("%s.%s auth %v params %s: Authorizer %+v, module %+v\n%s", s, fn, auth, p, got, want, rego_)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+type byteSource struct {
+	b []byte
+	i int
+}
+
+func (s *byteSource) next() byte {
+	if s.i >= len(s.b) {
+		return 0
+	}
+	s.i++
+	return s.b[s.i-1]
+}
+
+func genRule(s *byteSource, depth int) authz.Rule {
+	kinds := []string{authz.KindAllow, authz.KindDeny, authz.KindAuthenticated, authz.KindMatch, authz.KindAnd, authz.KindOr}
+	n := byte(len(kinds))
+	if depth >= 3 {
+		n = 4 // no more nesting
+	}
+	r := authz.Rule{Kind: kinds[s.next()%n]}
+	switch r.Kind {
+	case authz.KindMatch:
+		r.Eval = []string{"==", "!=", "<", "<=", ">", ">="}[s.next()%6]
+		r.Type = []string{"", authz.TypeString, authz.TypeNumber, authz.TypeBool}[s.next()%4]
+		r.F1, r.F2 = genOperand(s), genOperand(s)
+	case authz.KindAnd, authz.KindOr:
+		for range 1 + s.next()%3 {
+			r.Clauses = append(r.Clauses, genRule(s, depth+1))
+		}
+	}
+	return r
+}
+
+func genOperand(s *byteSource) any {
+	ops := []any{"args.auth.role", "args.auth.level", "args.params.amount", "args.params.code", "args.params.public", "args.params.level",
+		"admin", "7", 7, 3.5, 5, true, false}
+	return ops[int(s.next())%len(ops)]
+}
