@@ -138,11 +138,17 @@ func validateNames(service, function string) error {
 // it denies unless the policy allowed.
 func (a *Authorizer) decide(ctx context.Context, p *policy, in *Input, params ast.Value, pl *plan) (Decision, error) {
 	var start time.Time
-	hook := a.hook()
-	if hook != nil {
+	if a.hook() != nil {
 		start = time.Now()
 	}
 	d, err := a.evaluate(ctx, p, in, params, pl)
+	return a.report(ctx, in, start, d, err)
+}
+
+// report hands a decision to the hook, and turns an evaluation error into
+// a denial and an error that is safe to show, after logging it.
+func (a *Authorizer) report(ctx context.Context, in *Input, start time.Time, d Decision, err error) (Decision, error) {
+	hook := a.hook()
 	if err != nil {
 		code := transport.CodeOf(ctx.Err())
 		if code == "" {

@@ -383,6 +383,24 @@ allow if input.auth.role in data.roles.allowed
 	}
 }
 
+func TestDataMerges(t *testing.T) {
+	t.Parallel()
+	first := map[string]any{"limits": map[string]any{"charge": 10}}
+	second := map[string]any{"limits": map[string]any{"refund": 5}}
+	a := newAuthorizer(t,
+		authz.Module("p.rego", "package funcmesh.authz\nallow if input.params.amount <= data.limits[input.function]\n"),
+		authz.Data(first), authz.Data(second))
+	for fn, want := range map[string]bool{"charge": true, "refund": false, "other": false} {
+		d, err := a.Authorize(context.Background(), authz.Input{Service: "s", Function: fn, Params: map[string]any{"amount": 7}})
+		if err != nil || d.Allow != want {
+			t.Errorf("%s: got %+v, %v; want allow %v", fn, d, err, want)
+		}
+	}
+	if len(first["limits"].(map[string]any)) != 1 {
+		t.Errorf("merging changed the caller's map: %v", first)
+	}
+}
+
 func TestDecisionHeaders(t *testing.T) {
 	t.Parallel()
 	const policy = `package funcmesh.authz

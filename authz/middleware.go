@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -34,7 +35,7 @@ import (
 func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var p *policy
-		cfg := &config{route: pathValues}
+		cfg := &defaultConfig
 		if a != nil {
 			p = a.current.Load()
 			cfg = &a.cfg
@@ -52,8 +53,7 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 		if p != nil {
 			planned, err := p.plan(r.Context(), in.Service, in.Function)
 			if err != nil {
-				// decide plans again, fails the same way, and reports it.
-				_, err = a.decide(r.Context(), p, &in, nil, nil)
+				_, err = a.report(r.Context(), &in, time.Now(), Decision{}, err)
 				transport.WriteHTTPError(w, err)
 				return
 			}

@@ -208,6 +208,13 @@ func WithMaxBodyBytes(n int64) Option {
 	})
 }
 
+// defaultConfig is the configuration of a nil Authorizer's middleware.
+var defaultConfig = func() config {
+	var c config
+	c.defaults()
+	return c
+}()
+
 func (c *config) defaults() {
 	c.query = DefaultQuery
 	c.maxBody = DefaultMaxBodyBytes

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -299,5 +300,50 @@ func TestRulesFromGo(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "services.a.functions.b.rule.f2: want a string, a number or a bool, got []int") ||
 		!strings.Contains(err.Error(), "services.a.functions.c.rule.f2: bad number NaN") {
 		t.Errorf("Validate = %v", err)
+	}
+}
+
+// TestRulesConcurrentFirstCalls makes the first calls to many functions
+// at once, so that their residuals are made concurrently. Run it with
+// -race.
+func TestRulesConcurrentFirstCalls(t *testing.T) {
+	t.Parallel()
+	cfg, err := authz.ParseRules([]byte(strings.Replace(semanticsRules, `"odd key"`, `"oddkey"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAuthorizer(t, authz.Rules(cfg))
+	fns := []string{"charge", "refund", "view", "limit", "code", "num", "untyped", "name", "same", "more", "notban", "nested", "oddkey", "unknown", "list", "audit"}
+	svcs := []string{"payments", "orders", "default", "shop"}
+	type call struct {
+		svc, fn string
+		d       authz.Decision
+		err     error
+	}
+	calls := make([]call, 0, len(fns)*len(svcs))
+	for _, s := range svcs {
+		for _, fn := range fns {
+			calls = append(calls, call{svc: s, fn: fn})
+		}
+	}
+	auth, params := map[string]any{"role": "admin"}, map[string]any{"amount": 1}
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &calls[i]
+			c.d, c.err = a.Authorize(context.Background(), authz.Input{Service: c.svc, Function: c.fn, Auth: auth, Params: params})
+		}()
+	}
+	wg.Wait()
+	for _, c := range calls {
+		if c.err != nil {
+			t.Errorf("%s.%s: %v", c.svc, c.fn, c.err)
+			continue
+		}
+		if full := evalFull(t, cfg, c.svc, c.fn, auth, params); full.Allow != c.d.Allow || full.Status != c.d.Status {
+			t.Errorf("%s.%s: Authorizer %+v, module %+v", c.svc, c.fn, c.d, full)
+		}
 	}
 }
