@@ -237,7 +237,6 @@ func ExampleRuleConfig_Rego() {
 	//
 	// # allow is true when the entry's rule allows the call, and undefined
 	// # otherwise (it has no default so that partial evaluation can inline it).
-	//
 	// # services.payments.functions.refund
 	// allow if {
 	// 	entry == "payments.refund"

@@ -137,8 +137,10 @@ func (g *regoGen) module(c *RuleConfig) {
 	if len(es) == 0 {
 		g.p("allow if false # the config has no entries")
 	}
-	for _, e := range es {
-		g.p("")
+	for i, e := range es {
+		if i > 0 {
+			g.p("")
+		}
 		g.p("# %s", e.path)
 		g.p("allow if {")
 		g.p("\tentry == %s", quote(e.key))

@@ -118,10 +118,12 @@ func (w *watcher) run() {
 			}
 			timer.Reset(watchDelay)
 		case <-timer.C:
-			_ = w.a.Reload(context.Background()) // reported through the hook and logger
+			// Watch new directories before reading them: a change made
+			// after this is an event, one made before it is read now.
 			if err := w.addAll(); err != nil && w.a.cfg.logger != nil {
 				w.a.cfg.logger.Warn("authz: watching policy files", slog.Any("error", err))
 			}
+			_ = w.a.Reload(context.Background()) // reported through the hook and logger
 		}
 	}
 }
