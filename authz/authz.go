@@ -201,14 +201,17 @@ func (a *Authorizer) evaluate(ctx context.Context, p *policy, in *Input, params 
 		}
 		pl = &planned
 	}
-	input, err := in.value(pl.uses, params)
-	if err != nil {
-		return Decision{}, err
-	}
+	var input ast.Value // built when first needed: a constant rule needs none
 	if pl.rule != nil {
-		ok, err := p.rules.allowed(ctx, pl.rule, ast.NewTerm(input))
-		if err != nil {
-			return Decision{}, fmt.Errorf("authz: rule config: %w", err)
+		ok := pl.rule.allow
+		if !pl.rule.constant {
+			var err error
+			if input, err = in.value(pl.uses, params); err != nil {
+				return Decision{}, err
+			}
+			if ok, err = p.rules.allowed(ctx, pl.rule, ast.NewTerm(input)); err != nil {
+				return Decision{}, fmt.Errorf("authz: rule config: %w", err)
+			}
 		}
 		if !ok {
 			return p.rules.denial(ctx, in, params, a.logger())
@@ -216,6 +219,12 @@ func (a *Authorizer) evaluate(ctx context.Context, p *policy, in *Input, params 
 	}
 	if p.user == nil {
 		return Decision{Allow: true}, nil
+	}
+	if input == nil {
+		var err error
+		if input, err = in.value(pl.uses, params); err != nil {
+			return Decision{}, err
+		}
 	}
 	return p.user.decide(ctx, input, a.logger())
 }

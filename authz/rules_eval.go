@@ -194,9 +194,6 @@ var errFound = errors.New("found")
 
 // allowed evaluates the residual for input.
 func (r *rulesEval) allowed(ctx context.Context, e *ruleEntry, input *ast.Term) (_ bool, err error) {
-	if e.constant {
-		return e.allow, nil
-	}
 	defer recoverEval(&err)
 	if err := ctx.Err(); err != nil {
 		return false, err
