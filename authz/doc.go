@@ -1,0 +1,157 @@
+// Package authz authorizes every call with OPA before it reaches NATS.
+// Policies are written in Rego (and tested with opa test), or kept as the
+// JSON rule config Space Cloud users know, or both. OPA runs as a Go
+// library: a policy is compiled and its query prepared once per load, and
+// each decision only evaluates it.
+//
+//	policy, err := authz.New(ctx,
+//		authz.Files("policy/"),
+//		authz.WithClaims(middleware.ClaimsFromContext),
+//		authz.WithWatch(true))
+//	...
+//	chain := alice.New(jwt, policy.Middleware)
+//	mux.Handle("POST /fn/{service}/{function}", chain.Then(gateway))
+//
+// An [Authorizer] decides through its HTTP [Authorizer.Middleware] or
+// through [Authorizer.Authorize], for code that calls functions itself.
+//
+// # The input document
+//
+// A policy sees each call as
+//
+//	{
+//	  "service":  "payments",
+//	  "function": "charge",
+//	  "params":   {"amount": 5},
+//	  "auth":     {"sub": "u1", "role": "admin"},
+//	  "caller":   null,
+//	  "http":     {"method": "POST", "path": "/fn/payments/charge", "headers": {"x-tenant": "t1"}}
+//	}
+//
+// auth holds the caller's verified claims, null for an anonymous caller;
+// caller is {"service", "function"} when a function makes the call, null
+// otherwise; http is null outside an HTTP request, and its headers hold
+// only the names given to [WithHeaders] (none by default; never
+// Authorization or Cookie), keyed by lower-case name. params is the
+// request body decoded as JSON, with numbers kept exactly as written.
+//
+// Only the parts of the document the policy refers to are built: the
+// middleware reads and decodes the body only when the compiled policy
+// refers to input.params (or to input as a whole), and a rule config's
+// function whose rule does not look at params leaves the body alone.
+//
+// # Writing a Rego policy
+//
+// The policy answers at the query, data.funcmesh.authz unless [WithQuery]
+// names another. When the query names a package, its rules allow, status,
+// reason and headers make the decision:
+//
+//	package funcmesh.authz
+//
+//	default allow := false
+//
+//	# Admins may call anything.
+//	allow if input.auth.role == "admin"
+//
+//	# Anyone signed in may charge up to 100.
+//	allow if {
+//		input.service == "payments"
+//		input.function == "charge"
+//		input.auth != null
+//		input.params.amount <= 100
+//	}
+//
+//	status := 401 if input.auth == null
+//
+//	reason := "only admins may do this" if not allow
+//
+// A query that names a rule may answer with a boolean, or with an object
+// {"allow": bool, "status": int, "reason": string, "headers": {...}}.
+// status is the HTTP status of a denial: a 4xx status is used as it is,
+// anything else becomes 403. reason is shown to the caller as the error
+// message. headers are set on the response, allowed or denied, but only
+// WWW-Authenticate, Retry-After and X-* names (not X-Request-Id) with
+// values free of control characters; others (Set-Cookie, hop-by-hop
+// headers, Content-*, Mesh-*) are dropped and logged at debug level.
+//
+// Test a policy with opa test, keeping the tests next to it:
+//
+//	policy/
+//	  authz.rego
+//	  authz_test.rego   # package funcmesh.authz_test; test_… rules
+//	  roles/data.json   # data.roles
+//
+//	$ opa test policy/
+//
+// [Files] and [FS] load a directory as opa does (data files are placed
+// under data by their directory) but skip *_test.rego files and hidden
+// files, so the tests never become part of the policy.
+//
+// # The rule config
+//
+// The rule config gives each function of each service a rule:
+//
+//	{"services": {
+//	  "payments": {"functions": {
+//	    "charge":  {"rule": {"rule": "authenticated"}},
+//	    "refund":  {"rule": {"rule": "and", "clauses": [
+//	      {"rule": "authenticated"},
+//	      {"rule": "match", "eval": "==", "type": "string", "f1": "args.auth.role", "f2": "admin"}]}},
+//	    "default": {"rule": {"rule": "deny"}}}},
+//	  "default": {"functions": {"default": {"rule": {"rule": "allow"}}}}}}
+//
+// Rule kinds: allow, deny, authenticated (the caller has claims), match
+// (f1 eval f2, see [Rule]), and and or over clauses of any kind, nested.
+// The rule for service s, function f is the first of
+// services.s.functions.f, services.s.functions.default,
+// services.default.functions.f and services.default.functions.default;
+// with none, the call is denied. A denial answers 403, or 401 when the
+// caller is anonymous and the rule refers to claims (authenticated or
+// args.auth), since signing in might help.
+//
+// [ParseRules] and [RuleConfig.Validate] reject a config with anything
+// unknown or wrong, each error naming its place:
+//
+//	authz: rule config: services.payments.functions.charge.rule.clauses[1].eval: unknown operator "=~"
+//
+// The config is compiled to a Rego module, package funcmesh.rules, one
+// rule per node of each rule tree ([RuleConfig.Rego] returns it; save it
+// to read it or to opa test it), and evaluated by the same OPA machinery as
+// a hand-written policy. Given both a rule config and Rego modules, both
+// must allow: the rules decide first, and a call they allow goes on to the
+// Rego policy, whose decision then stands.
+//
+// # Fail closed
+//
+// Nothing but an explicit allow lets a call through. A decision that is
+// undefined, an allow that is not true, or a rule config with no rule for
+// the function denies (403). An evaluation error (strict built-in errors
+// are on, so to_number("x") inside a rule is an error, not an undefined
+// rule), a decision of the wrong shape (an allow that is not a boolean, a
+// status that is not a number), a panic inside OPA, or an Authorizer with
+// no policy answers 500 with a generic message; the error itself goes
+// only to the logger ([WithLogger]) and the decision hook
+// ([WithDecisionHook]). A done context stops an evaluation under way. [New]
+// refuses a policy set that is empty ([ErrNoPolicy]), does not compile, or
+// whose query names nothing.
+//
+// # Hot reload
+//
+// With [WithWatch], the files of [Files] and [RulesFile] are watched; a
+// change is loaded, compiled and prepared in full, then swapped in with
+// one atomic store, so a request sees the old policy or the new one, never
+// part of each. A change that fails keeps the policy in use and is
+// reported to [WithReloadHook] and the logger. [Authorizer.Reload] does the
+// same on demand (on SIGHUP, say, or for an [FS]).
+//
+// # Cost
+//
+// A decision for a hand-written policy costs one prepared OPA evaluation
+// (two when a package's allow is not true: allow first, then the rest for
+// the status and reason), over an input document built lazily from the
+// request. A rule config is partially evaluated per service and function
+// the first time it is called: the fallback chain is resolved and the rule
+// tree inlined, so a call evaluates a few expressions over input.auth and
+// input.params, or none (allow and deny become constants). See
+// BenchmarkDecision.
+package authz

@@ -1,0 +1,247 @@
+package authz_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/funcmesh/funcmesh/authz"
+)
+
+// FuzzRules feeds rule configs to ParseRules. A config either fails with
+// an error or compiles to Rego the Authorizer loads; then, for a spread of
+// calls, the Authorizer (partial evaluation, cached per service and
+// function) must decide exactly as the whole generated module does.
+func FuzzRules(f *testing.F) {
+	for _, s := range []string{
+		designRules,
+		strings.Replace(semanticsRules, `"odd key"`, `"oddkey"`, 1),
+		`{}`,
+		`{"services": {"a": {"functions": {"b": {"rule": {"rule": "or", "clauses": [{"rule": "deny"}, {"rule": "match", "eval": "!=", "f1": "args.auth.x", "f2": "args.params.y"}]}}}}}}`,
+		`{"services": {"default": {"functions": {"x": {"rule": {"rule": "match", "eval": ">", "f1": "args.params.n", "f2": -1.5e3}}}}}}`,
+		`{"services": {"a": {"functions": {"b": {"rule": {"rule": "match", "eval": "=~"}}}}}}`,
+		`{"services": {"a": []}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := authz.ParseRules(data)
+		if err != nil {
+			if cfg != nil {
+				t.Fatalf("ParseRules gave a config and an error %v", err)
+			}
+			return
+		}
+		src, err := cfg.Rego()
+		if err != nil {
+			t.Fatalf("a config that parsed does not compile to Rego: %v", err)
+		}
+		a, err := authz.New(context.Background(), authz.Rules(cfg))
+		if err != nil {
+			t.Fatalf("a valid config does not load: %v\n%s", err, src)
+		}
+		full, err := rego.New(rego.Query(authz.RulesQuery), rego.Module("rules.rego", src), rego.StrictBuiltinErrors(true)).
+			PrepareForEval(context.Background())
+		if err != nil {
+			t.Fatalf("the generated Rego does not prepare: %v\n%s", err, src)
+		}
+		services := []string{"zz"}
+		functions := []string{"zz"}
+		for _, s := range slices.Sorted(maps.Keys(cfg.Services)) {
+			services = append(services, s)
+			functions = append(functions, slices.Sorted(maps.Keys(cfg.Services[s].Functions))...)
+		}
+		auths := []map[string]any{nil, {"sub": "u", "role": "admin", "x": 1.5, "level": 3}}
+		params := []string{`null`, `{"amount": 5, "public": true, "code": "007", "n": 0, "y": 1.5, "x": "a"}`}
+		for _, s := range services[:min(len(services), 3)] {
+			for _, fn := range functions[:min(len(functions), 4)] {
+				for _, auth := range auths {
+					for _, p := range params {
+						in := authz.Input{Service: s, Function: fn, Auth: auth, Params: json.RawMessage(p)}
+						got, err := a.Authorize(context.Background(), in)
+						if err != nil {
+							t.Fatalf("%s.%s: %v", s, fn, err)
+						}
+						want := fullDecision(t, full, in, p)
+						if got.Allow != want.Allow || got.Status != want.Status {
+							t.Fatalf("%s.%s auth %v params %s: Authorizer %+v, module %+v\n%s", s, fn, auth, p, got, want, src)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+func fullDecision(t *testing.T, pq rego.PreparedEvalQuery, in authz.Input, params string) authz.Decision {
+	pv, err := ast.ValueFromReader(strings.NewReader(params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var auth any
+	if in.Auth != nil {
+		auth = in.Auth
+	}
+	input, err := ast.InterfaceToValue(map[string]any{"service": in.Service, "function": in.Function, "auth": auth, "params": pv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := pq.Eval(context.Background(), rego.EvalParsedInput(input))
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("evaluating the module: %v, %v", rs, err)
+	}
+	m := rs[0].Expressions[0].Value.(map[string]any)
+	d := authz.Decision{Allow: m["allow"] == true}
+	if s, ok := m["status"].(json.Number); ok {
+		n, _ := s.Int64()
+		d.Status = int(n)
+	}
+	return d
+}
+
+// FuzzDecodeParams checks the body decoder against encoding/json: it
+// accepts only valid JSON, and what it accepts decodes to the same value
+// OPA makes of encoding/json's result.
+func FuzzDecodeParams(f *testing.F) {
+	for _, s := range []string{
+		`{"amount": 5}`, `[1, "a", true, null, {"b": [2.5e3]}]`, `123456789012345678901234567890`,
+		`{"a": 1, "a": 2}`, `"\ud800"`, "\"\xff\"", `1e999999999`, `[[[[[[[[]]]]]]]]`, `{} {}`, `{`, ``, ` `,
+		`-0`, `0.0`, `1E+2`, strings.Repeat("[", 70) + strings.Repeat("]", 70),
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := authz.DecodeParams(data, false)
+		valid := json.Valid(data)
+		if err != nil {
+			if valid && !strings.Contains(err.Error(), "deeper than") && !strings.Contains(err.Error(), "out of range") {
+				t.Fatalf("valid JSON %q refused: %v", data, err)
+			}
+			return
+		}
+		if !valid {
+			t.Fatalf("invalid JSON %q accepted as %v", data, v)
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var x any
+		if err := dec.Decode(&x); err != nil {
+			t.Fatalf("encoding/json refuses %q: %v", data, err)
+		}
+		want, err := ast.InterfaceToValue(x)
+		if err != nil {
+			t.Fatalf("OPA refuses %q, which the decoder took: %v", data, err)
+		}
+		if v.Compare(want) != 0 {
+			t.Fatalf("%q decoded to %v; want %v", data, v, want)
+		}
+		lazy, err := authz.DecodeParams(data, true)
+		if err != nil || lazy.Compare(want) != 0 {
+			t.Fatalf("%q decoded lazily to %v, %v; want %v", data, lazy, err, want)
+		}
+	})
+}
+
+// FuzzRuleTrees builds rule configs from the fuzzer's bytes, so that
+// nearly every input is a config that validates, and checks the
+// Authorizer's decisions against the whole generated module, as FuzzRules
+// does, over calls that reach every entry and the fallbacks.
+func FuzzRuleTrees(f *testing.F) {
+	f.Add([]byte{0})
+	f.Add([]byte{3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+	f.Add([]byte{4, 3, 2, 5, 1, 0, 3, 4, 2, 2, 5, 1, 4, 3, 0, 0, 1})
+	f.Add([]byte("random bytes make random trees"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		src := &byteSource{b: data}
+		cfg := &authz.RuleConfig{Services: map[string]authz.ServiceRules{}}
+		names := []string{"payments", "default", "orders"}
+		fnames := []string{"charge", "default", "list"}
+		for range 1 + src.next()%4 {
+			s := names[src.next()%3]
+			if cfg.Services[s].Functions == nil {
+				cfg.Services[s] = authz.ServiceRules{Functions: map[string]authz.FunctionRules{}}
+			}
+			cfg.Services[s].Functions[fnames[src.next()%3]] = authz.FunctionRules{Rule: genRule(src, 0)}
+		}
+		if cfg.Validate() != nil {
+			return // a literal of the wrong type, say: ParseRules' business
+		}
+		a, err := authz.New(context.Background(), authz.Rules(cfg))
+		if err != nil {
+			t.Fatalf("a valid config does not load: %v", err)
+		}
+		rego_, err := cfg.Rego()
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, err := rego.New(rego.Query(authz.RulesQuery), rego.Module("rules.rego", rego_), rego.StrictBuiltinErrors(true)).
+			PrepareForEval(context.Background())
+		if err != nil {
+			t.Fatalf("the generated Rego does not prepare: %v\n%s", err, rego_)
+		}
+		auths := []map[string]any{nil, {}, {"role": "admin", "level": 3}, {"role": "user", "level": "3"}}
+		params := []string{`null`, `{"amount": 5, "code": "7", "public": true}`, `{"amount": "5", "code": 7, "public": "true", "level": 3}`}
+		for _, s := range []string{"payments", "orders", "zz"} {
+			for _, fn := range []string{"charge", "list", "zz"} {
+				for _, auth := range auths {
+					for _, p := range params {
+						in := authz.Input{Service: s, Function: fn, Auth: auth, Params: json.RawMessage(p)}
+						got, err := a.Authorize(context.Background(), in)
+						if err != nil {
+							t.Fatalf("%s.%s: %v", s, fn, err)
+						}
+						if want := fullDecision(t, full, in, p); got.Allow != want.Allow || got.Status != want.Status {
+							t.Fatalf("%s.%s auth %v params %s: Authorizer %+v, module %+v\n%s", s, fn, auth, p, got, want, rego_)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+type byteSource struct {
+	b []byte
+	i int
+}
+
+func (s *byteSource) next() byte {
+	if s.i >= len(s.b) {
+		return 0
+	}
+	s.i++
+	return s.b[s.i-1]
+}
+
+func genRule(s *byteSource, depth int) authz.Rule {
+	kinds := []string{authz.KindAllow, authz.KindDeny, authz.KindAuthenticated, authz.KindMatch, authz.KindAnd, authz.KindOr}
+	n := byte(len(kinds))
+	if depth >= 3 {
+		n = 4 // no more nesting
+	}
+	r := authz.Rule{Kind: kinds[s.next()%n]}
+	switch r.Kind {
+	case authz.KindMatch:
+		r.Eval = []string{"==", "!=", "<", "<=", ">", ">="}[s.next()%6]
+		r.Type = []string{"", authz.TypeString, authz.TypeNumber, authz.TypeBool}[s.next()%4]
+		r.F1, r.F2 = genOperand(s), genOperand(s)
+	case authz.KindAnd, authz.KindOr:
+		for range 1 + s.next()%3 {
+			r.Clauses = append(r.Clauses, genRule(s, depth+1))
+		}
+	}
+	return r
+}
+
+func genOperand(s *byteSource) any {
+	ops := []any{"args.auth.role", "args.auth.level", "args.params.amount", "args.params.code", "args.params.public", "args.params.level",
+		"admin", "7", 7, 3.5, 5, true, false}
+	return ops[int(s.next())%len(ops)]
+}

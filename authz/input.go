@@ -1,0 +1,256 @@
+package authz
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/funcmesh/funcmesh/transport"
+)
+
+// Input is what a decision is about; the policy sees it as the input
+// document
+//
+//	{
+//	  "service":  "payments",
+//	  "function": "charge",
+//	  "params":   {"amount": 5},
+//	  "auth":     {"sub": "u1", "role": "admin"},
+//	  "caller":   null,
+//	  "http":     {"method": "POST", "path": "/fn/payments/charge", "headers": {"x-tenant": "t1"}}
+//	}
+//
+// auth is null for an anonymous caller, caller is null unless a function
+// makes the call, and http is null outside an HTTP request. Only the parts
+// the loaded policy refers to are built; in particular params is decoded
+// only when the policy refers to input.params.
+type Input struct {
+	// Service and Function name the function called; both must be valid
+	// names (see transport.ValidateName).
+	Service  string
+	Function string
+
+	// Params is the call's params: a value as decoded by encoding/json
+	// (numbers as float64 or json.Number), or json.RawMessage holding the
+	// JSON itself. nil is null.
+	Params any
+
+	// Auth holds the caller's verified claims; nil means anonymous.
+	Auth map[string]any
+
+	// Caller is the function making the call, nil for an outside caller.
+	Caller *transport.Caller
+
+	// HTTP describes the HTTP request, nil when there is none.
+	HTTP *HTTPInput
+}
+
+// HTTPInput is input.http: the method, the URL path and the request
+// headers the Authorizer was told to pass on (see [WithHeaders]), keyed by
+// lower-case name.
+type HTTPInput struct {
+	Method  string
+	Path    string
+	Headers map[string]string
+}
+
+// value builds the input document for in, with the parts u names. params,
+// when not nil, is the params already decoded (by the middleware) and
+// takes the place of in.Params.
+//
+// The document is a lazy object over a Go map: OPA converts a part to its
+// own values only when the policy reads it, and the claims stay a lazy
+// object of their own (see goValue), so a policy that only checks that
+// there are claims converts none of them. A policy that may change the
+// input in place (u.eager) gets ordinary objects instead.
+func (in *Input) value(u inputUses, params ast.Value) (ast.Value, error) {
+	m := make(map[string]any, 6)
+	if u.has("service") {
+		m["service"] = in.Service
+	}
+	if u.has("function") {
+		m["function"] = in.Function
+	}
+	if u.has("params") {
+		if params == nil {
+			var err error
+			if params, err = paramsValue(in.Params, !u.eager); err != nil {
+				return nil, err
+			}
+		}
+		m["params"] = params
+	}
+	if u.has("auth") {
+		var auth any // null
+		if in.Auth != nil {
+			v, err := goValue(in.Auth, !u.eager)
+			if err != nil {
+				return nil, fmt.Errorf("authz: claims: %w", err)
+			}
+			auth = v
+		}
+		m["auth"] = auth
+	}
+	if u.has("caller") {
+		var caller any // null
+		if c := in.Caller; c != nil {
+			caller = map[string]any{"service": c.Service, "function": c.Function}
+		}
+		m["caller"] = caller
+	}
+	if u.has("http") {
+		var h any // null
+		if in.HTTP != nil {
+			hs := in.HTTP.Headers
+			if hs == nil {
+				hs = map[string]string{}
+			}
+			h = map[string]any{"method": in.HTTP.Method, "path": in.HTTP.Path, "headers": hs}
+		}
+		m["http"] = h
+	}
+	if u.eager {
+		return ast.InterfaceToValue(m)
+	}
+	return ast.LazyObject(m), nil
+}
+
+// paramsValue converts Input.Params.
+func paramsValue(p any, lazy bool) (ast.Value, error) {
+	switch p := p.(type) {
+	case nil:
+		return ast.NullValue, nil
+	case json.RawMessage:
+		if len(p) == 0 {
+			return ast.NullValue, nil
+		}
+		return decodeParams(p, lazy)
+	}
+	v, err := goValue(p, lazy)
+	if err != nil {
+		return nil, fmt.Errorf("authz: params: %w", err)
+	}
+	return v, nil
+}
+
+// goValue converts a Go value to OPA's. With lazy, an object of plain
+// JSON values (as encoding/json decodes them) becomes a lazy object that
+// converts a key's value only when the policy reads it: a policy that
+// checks one claim does not pay for all of them. Anything else is
+// converted at once.
+func goValue(x any, lazy bool) (ast.Value, error) {
+	if m, ok := x.(map[string]any); ok && lazy && plainJSON(m, 0) {
+		return ast.LazyObject(m), nil
+	}
+	v, err := ast.InterfaceToValue(x)
+	if err != nil {
+		return nil, err
+	}
+	var bad ast.Number
+	ast.WalkTerms(v, func(t *ast.Term) bool {
+		if n, ok := t.Value.(ast.Number); ok && !numberOK(string(n)) {
+			bad = n
+		}
+		return bad != ""
+	})
+	if bad != "" {
+		return nil, fmt.Errorf("number %.20s… out of range", bad)
+	}
+	return v, nil
+}
+
+// plainJSON reports whether x holds only values a lazy object converts
+// without fail: nil, bools, strings, finite float64s, ints, json.Numbers
+// within numberOK's bounds, and []any and map[string]any of those, at
+// most MaxParamsDepth deep.
+func plainJSON(x any, depth int) bool {
+	if depth > MaxParamsDepth {
+		return false
+	}
+	switch x := x.(type) {
+	case nil, bool, string, int, int64, uint64:
+		return true
+	case float64:
+		return !math.IsNaN(x) && !math.IsInf(x, 0)
+	case json.Number:
+		return numberOK(string(x))
+	case []any:
+		for _, e := range x {
+			if !plainJSON(e, depth+1) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		for _, e := range x {
+			if !plainJSON(e, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// Bounds on the numbers a policy is given. OPA compares numbers exactly,
+// with math/big, and fails (panics) on exponents beyond what a big.Float
+// holds; a long literal or a large exponent would also make every
+// comparison slow. Anything within these bounds keeps every digit.
+const (
+	maxNumberLen      = 100  // characters of a number's literal
+	maxNumberExponent = 1000 // decimal exponent, either way
+)
+
+// numberOK reports whether s is a JSON number within the bounds above.
+func numberOK(s string) bool {
+	if len(s) > maxNumberLen || !isJSONNumber(s) {
+		return false
+	}
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(s[i+1:])
+		if err != nil || e > maxNumberExponent || e < -maxNumberExponent {
+			return false
+		}
+	}
+	return true
+}
+
+// isJSONNumber reports whether s is a number in JSON's syntax.
+func isJSONNumber(s string) bool {
+	i := 0
+	digits := func() bool {
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i > start
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	if i < len(s) && s[i] == '0' {
+		i++
+	} else if !digits() {
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if !digits() {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return false
+		}
+	}
+	return i == len(s)
+}

@@ -1,0 +1,127 @@
+package authz
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/funcmesh/funcmesh/transport"
+)
+
+// Middleware authorizes each request before next sees it. It reads the
+// service and function from the route (see [WithRoute]) and the claims
+// from the context (see [WithClaims]), builds the input document, and
+// evaluates the policy:
+//
+//   - allowed: the decision's headers are set and next serves the request;
+//   - denied: 403, or the policy's own 4xx status, with the policy's reason
+//     as the message and the decision's headers;
+//   - not decided (an evaluation error, no policy): 500 with a generic
+//     message; the error goes to the logger and the decision hook only.
+//
+// A service or function that is not a valid name is answered with 400.
+// When the policy refers to input.params, the body is read (at most
+// [WithMaxBodyBytes], else 413) and decoded as JSON (malformed: 400;
+// empty: null), whatever its Content-Type says, since the service may read
+// it as JSON all the same. The body is then handed to next as a [*Body]
+// over the same bytes. Every error body is written by transport.WriteHTTPError.
+//
+// Middleware fits alice and the standard library:
+// alice.New(jwt, a.Middleware).Then(gateway).
+func (a *Authorizer) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p *policy
+		cfg := &defaultConfig
+		if a != nil {
+			p = a.current.Load()
+			cfg = &a.cfg
+		}
+		in := Input{}
+		in.Service, in.Function = cfg.route(r)
+		if err := validateNames(in.Service, in.Function); err != nil {
+			transport.WriteHTTPError(w, err)
+			return
+		}
+		var (
+			params ast.Value
+			pl     *plan
+		)
+		if p != nil {
+			planned, err := p.plan(r.Context(), in.Service, in.Function)
+			if err != nil {
+				_, err = a.report(r.Context(), &in, time.Now(), Decision{}, err)
+				transport.WriteHTTPError(w, err)
+				return
+			}
+			pl = &planned
+			if cfg.claims != nil {
+				if claims, ok := cfg.claims(r.Context()); ok && claims != nil {
+					in.Auth = claims
+				}
+			}
+			if pl.uses.has("params") {
+				var err error
+				if params, err = readParams(r, cfg.maxBody, !pl.uses.eager); err != nil {
+					transport.WriteHTTPError(w, err)
+					return
+				}
+			}
+			if pl.uses.has("http") {
+				in.HTTP = &HTTPInput{Method: r.Method, Path: r.URL.Path, Headers: map[string]string{}}
+				for _, name := range cfg.headers {
+					if vs := r.Header.Values(name); len(vs) > 0 {
+						in.HTTP.Headers[name] = strings.Join(vs, ", ")
+					}
+				}
+			}
+		}
+		d, err := a.decide(r.Context(), p, &in, params, pl)
+		if err != nil {
+			transport.WriteHTTPError(w, err)
+			return
+		}
+		h := w.Header()
+		for k, vs := range d.Headers {
+			h[k] = vs
+		}
+		if !d.Allow {
+			transport.WriteHTTPError(w, d.Err())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readParams reads and decodes the request body for input.params, and
+// gives next a *Body over the same bytes.
+func readParams(r *http.Request, limit int64, lazy bool) (ast.Value, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return ast.NullValue, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, transport.WrapError(transport.CodeTooLarge, transport.DefaultMessage(transport.CodeTooLarge), err)
+		}
+		return nil, transport.WrapError(transport.CodeInvalidArgument, "could not read the request body", err)
+	}
+	if int64(len(data)) > limit {
+		return nil, transport.WrapError(transport.CodeTooLarge, transport.DefaultMessage(transport.CodeTooLarge), errors.New("authz: body over the limit"))
+	}
+	body := NewBody(data)
+	r.Body = body
+	r.ContentLength = int64(len(data))
+	r.GetBody = func() (io.ReadCloser, error) { return NewBody(data), nil }
+	if len(data) == 0 {
+		return ast.NullValue, nil
+	}
+	v, err := decodeParams(data, lazy)
+	if err != nil {
+		return nil, transport.WrapError(transport.CodeInvalidArgument, "malformed JSON in the request body", err)
+	}
+	return v, nil
+}
