@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,7 +141,40 @@ func NewService(nc *nats.Conn, name string, opts ...ServiceOption) (*Service, er
 	}
 	s.ms = ms
 	s.id = ms.Info().ID
+	// The server refuses a subscription the connection's credentials do
+	// not allow (another service's name, with per-service credentials)
+	// without failing the SUB itself: after a round trip the refusal is
+	// known, and a service that could never be reached is an error now
+	// rather than a silent 503 later.
+	_ = nc.FlushTimeout(handleFlushTimeout)
+	if err := refused(nc, func(subj string) bool {
+		// micro subscribes $SRV.<verb>.<name> and $SRV.<verb>.<name>.<id>.
+		parts := strings.Split(subj, ".")
+		return len(parts) >= 3 && parts[0] == "$SRV" && parts[2] == name
+	}); err != nil {
+		_ = ms.Stop()
+		s.cancel()
+		return nil, fmt.Errorf("mesh: service %s: %w", name, err)
+	}
 	return s, nil
+}
+
+// refused returns the connection's last error when it is the server's
+// refusal of a subscription to a subject that match reports as ours.
+func refused(nc *nats.Conn, match func(subject string) bool) error {
+	err := nc.LastError()
+	if err == nil || !errors.Is(err, nats.ErrPermissionViolation) {
+		return nil
+	}
+	_, rest, ok := strings.Cut(err.Error(), `Subscription to "`)
+	if !ok {
+		return nil
+	}
+	subject, _, ok := strings.Cut(rest, `"`)
+	if !ok || !match(subject) {
+		return nil
+	}
+	return fmt.Errorf("the connection's credentials may not subscribe to %s: %w", subject, err)
 }
 
 // Name returns the service name.
@@ -192,6 +226,10 @@ func (s *Service) Handle(name string, h Handler) error {
 	// other connections reach the function. A connection that is not
 	// connected now registers it when it reconnects.
 	_ = s.nc.FlushTimeout(handleFlushTimeout)
+	if err := refused(s.nc, func(subj string) bool { return subj == subject }); err != nil {
+		delete(s.endpoints, name)
+		return fmt.Errorf("mesh: function %s.%s: %w", s.name, name, err)
+	}
 	return nil
 }
 
