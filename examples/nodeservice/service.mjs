@@ -97,6 +97,8 @@ endpoint("fail", () => {
   throw e;
 });
 
+// The server has every subscription once a flush returns: calls reach us.
+await nc.flush();
 console.log(`ready: service ${service} on ${prefix}.${service}.> via ${servers}`);
 
 let stopping = false;
