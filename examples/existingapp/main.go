@@ -52,6 +52,10 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C ends the process at once
+	}()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := run(ctx, *addr, *natsAddr, strings.Split(*services, ","), logger); err != nil {
 		fmt.Fprintln(os.Stderr, "existingapp:", err)

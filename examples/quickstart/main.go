@@ -38,6 +38,10 @@ func main() {
 	// Ctrl-C or SIGTERM cancels ctx, which starts the graceful shutdown.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C ends the process at once
+	}()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := run(ctx, *addr, logger); err != nil {

@@ -72,6 +72,10 @@ func main() {
 func run(url, name string, opts []nats.Option) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C ends the process at once
+	}()
 
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
