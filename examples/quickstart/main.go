@@ -52,7 +52,7 @@ func main() {
 
 func run(ctx context.Context, addr string, logger *slog.Logger) error {
 	// 1. The broker: a nats-server inside this process; no port is opened.
-	// Its log (warnings only here) goes to the same handler.
+	// Its own log goes to stderr too, warnings and errors only.
 	natsLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b, err := broker.Start(ctx, broker.WithLogger(natsLog))
 	if err != nil {
@@ -63,12 +63,15 @@ func run(ctx context.Context, addr string, logger *slog.Logger) error {
 	// 2. The services, each on its own connection.
 	var services []*mesh.Service
 	defer func() { stopServices(services, logger) }()
-	for _, start := range []func(*nats.Conn, *slog.Logger) (*mesh.Service, error){startGreeter, startAccounts} {
-		nc, err := b.NewConn("quickstart-service")
+	for _, s := range []struct {
+		name  string
+		start func(*nats.Conn, *slog.Logger) (*mesh.Service, error)
+	}{{"greeter", startGreeter}, {"accounts", startAccounts}} {
+		nc, err := b.NewConn(s.name)
 		if err != nil {
 			return err
 		}
-		svc, err := start(nc, logger)
+		svc, err := s.start(nc, logger)
 		if err != nil {
 			return err
 		}
