@@ -29,7 +29,10 @@ const HeaderRoom = 4 << 10
 //
 //	mux.Handle("POST /fn/{service}/{function}", chain.Then(gw))
 //
-// It reads the names from the route, checks them (400), reads the body
+// It answers any method but POST with 405 (so it may be mounted on a
+// pattern without a method, "/fn/{service}/{function}", for CORS
+// preflights to reach the middleware), reads the names from the route,
+// checks them (400), reads the body
 // within the limit (413), makes the call with the request's context
 // through Client (which sends the deadline, request ID, verified claims
 // and trace context: headers the HTTP client sent are never forwarded, so
@@ -95,7 +98,8 @@ func NewGateway(nc *nats.Conn, opts ...ClientOption) (*Gateway, error) {
 }
 
 var (
-	errGatewayBusy = transport.NewError(transport.CodeResourceExhausted, "gateway busy: too many calls in flight, try again")
+	errGatewayBusy      = transport.NewError(transport.CodeResourceExhausted, "gateway busy: too many calls in flight, try again")
+	errMethodNotAllowed = transport.ErrorWithStatus(http.StatusMethodNotAllowed, "method not allowed: call a function with POST")
 
 	// Shared header values: net/http never modifies a value slice in
 	// place, and handlers after this one replace, not edit, them.
@@ -107,6 +111,13 @@ var (
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.Client == nil {
 		panic("mesh: Gateway.Client is nil")
+	}
+	if r.Method != http.MethodPost {
+		// Mounted on a pattern without a method (so that CORS sees
+		// preflights), the gateway must not turn a GET into a call.
+		w.Header().Set("Allow", http.MethodPost)
+		g.fail(w, r, "", "", errMethodNotAllowed)
+		return
 	}
 	if g.MaxInFlight > 0 {
 		if g.inFlight.Add(1) > int64(g.MaxInFlight) {

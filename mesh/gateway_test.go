@@ -498,3 +498,29 @@ func TestGatewayConcurrentBodies(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestGatewayMethodNotAllowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	calls := make(chan struct{}, 10)
+	e.service(t, "svc", map[string]mesh.Handler{"echo": mesh.HandlerFunc(func(_ context.Context, c *mesh.Call) ([]byte, error) {
+		calls <- struct{}{}
+		return c.Params(), nil
+	})})
+	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodOptions} {
+		rec := httptest.NewRecorder()
+		e.gw.ServeHTTP(rec, httptest.NewRequest(method, "/fn/svc/echo", strings.NewReader(`{}`)))
+		if rec.Code != http.StatusMethodNotAllowed {
+			t.Errorf("%s: status %d; want 405", method, rec.Code)
+		}
+		if got := rec.Header().Get("Allow"); got != http.MethodPost {
+			t.Errorf("%s: Allow %q; want POST", method, got)
+		}
+	}
+	if len(calls) != 0 {
+		t.Errorf("the function ran %d times for methods other than POST; want 0", len(calls))
+	}
+	if res := e.post(t, "svc", "echo", `{}`); res.status != http.StatusOK {
+		t.Errorf("POST: status %d; want 200", res.status)
+	}
+}

@@ -10,7 +10,9 @@
 //     Mesh-Deadline (Unix ms) headers describe the call.
 //
 // Run:   npm ci && NATS_URL=nats://127.0.0.1:4222 node service.mjs
-// With per-service credentials: NATS_USER=... NATS_PASSWORD=... as well.
+// With per-service credentials (examples/existingapp prints them):
+//        NATS_USER=... NATS_PASSWORD=... NATS_INBOX_PREFIX=... as well;
+//        MESH_SERVICE names the service (default nodegreeter).
 // Then:  curl -X POST localhost:8080/fn/nodegreeter/hello -d '{"name":"Ada"}'
 import { connect } from "@nats-io/transport-node";
 import { Svcm } from "@nats-io/services";
@@ -23,6 +25,12 @@ const opts = { servers: servers.split(","), name: `${service}-js` };
 if (process.env.NATS_USER) {
   opts.user = process.env.NATS_USER;
   opts.pass = process.env.NATS_PASSWORD || "";
+}
+if (process.env.NATS_INBOX_PREFIX) {
+  // A funcmesh broker with per-service credentials lets a service receive
+  // replies only under its own inbox prefix (_INBOX_<service>). This service
+  // makes no requests, so it works without; one that calls functions needs it.
+  opts.inboxPrefix = process.env.NATS_INBOX_PREFIX;
 }
 if (process.env.NATS_TOKEN) {
   opts.token = process.env.NATS_TOKEN;
@@ -89,6 +97,8 @@ endpoint("fail", () => {
   throw e;
 });
 
+// The server has every subscription once a flush returns: calls reach us.
+await nc.flush();
 console.log(`ready: service ${service} on ${prefix}.${service}.> via ${servers}`);
 
 let stopping = false;

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"net/http"
+
+	"github.com/justinas/alice"
+	"github.com/nats-io/nats.go"
+
+	"github.com/funcmesh/funcmesh/authz"
+	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/middleware"
+)
+
+// demoSecret signs and verifies the demo tokens (HS256). A real app reads
+// its secret from its configuration, or verifies its identity provider's
+// tokens with middleware.JWTOptions.JWKSURL.
+var demoSecret = []byte("funcmesh-quickstart-demo-secret-do-not-use")
+
+// The policy: the Space-Cloud-style rule config and a Rego module. Given
+// both, a call must be allowed by both.
+var (
+	//go:embed rules.json
+	rulesJSON []byte
+	//go:embed policy.rego
+	policyRego string
+)
+
+// newHandler builds the app's routes:
+//
+//	/fn/{service}/{function}  the gateway, behind the middleware chain
+//	GET /fn                   the running services, their functions and instances
+func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (http.Handler, error) {
+	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
+		Keys: []middleware.JWTKey{{Algorithm: "HS256", Key: demoSecret}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	policy, err := authz.New(ctx,
+		authz.RulesJSON(rulesJSON),
+		authz.Module("policy.rego", policyRego),
+		authz.WithClaims(middleware.ClaimsFromContext),
+		authz.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	cors, err := middleware.CORS(middleware.CORSOptions{
+		AllowedOrigins: []string{"http://localhost:3000"}, // your web app
+	})
+	if err != nil {
+		return nil, err
+	}
+	gw, err := mesh.NewGateway(nc)
+	if err != nil {
+		return nil, err
+	}
+	gw.ErrorLog = logger
+	disc, err := mesh.NewDiscovery(nc)
+	if err != nil {
+		return nil, err
+	}
+
+	// alice.New(a, b).Then(h) is a(b(h)): the request meets them in order.
+	chain := alice.New(
+		middleware.RequestID,         // first, so everything after has the ID
+		middleware.AccessLog(logger), // one line per request
+		middleware.Recover(logger),   // a panic is a 500, not a dead process
+		cors,                         // answers browsers' preflights
+		middleware.BodyLimit(64<<10), // params up to 64 KiB
+		middleware.JWT(verifier),     // verified claims; no token: anonymous; bad token: 401
+		policy.Middleware,            // rules.json and policy.rego: 401/403 or on
+	)
+	mux := http.NewServeMux()
+	// No method in the pattern, so CORS preflights (OPTIONS) reach the
+	// chain; the gateway answers 405 to anything but POST.
+	mux.Handle("/fn/{service}/{function}", chain.Then(gw))
+	mux.Handle("GET /fn", alice.New(middleware.RequestID, middleware.AccessLog(logger)).Then(disc))
+	return mux, nil
+}
