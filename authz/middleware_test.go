@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/funcmesh/funcmesh/authz"
+	"github.com/funcmesh/funcmesh/internal/syncbuf"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -200,7 +200,7 @@ allow if {
 	to_number("x")
 }
 `
-	var logged lockedBuffer
+	var logged syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a := newAuthorizer(t, authz.Module("p.rego", policy), authz.WithClaims(testClaims), authz.WithHeaders("X-Tenant"), authz.WithLogger(log))
 	srv := serve(t, a)
@@ -314,21 +314,4 @@ func TestBody(t *testing.T) {
 	if err := json.NewDecoder(authz.NewBody(data)).Decode(&v); err != nil {
 		t.Errorf("decoding a Body: %v", err)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

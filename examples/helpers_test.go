@@ -2,7 +2,6 @@ package examples_test
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/funcmesh/funcmesh/internal/syncbuf"
 )
 
 // The Go programs the tests build, by directory under examples/.
@@ -76,26 +77,9 @@ type proc struct {
 	notify chan struct{} // a token when lines grows or the output ends
 	eof    bool
 
-	stderr lockedBuffer
+	stderr syncbuf.Buffer
 	done   chan struct{}
 	err    error // the exit error, once done is closed
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startProc runs path with args in dir ("" for the test's directory) and

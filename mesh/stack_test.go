@@ -24,6 +24,7 @@ import (
 
 	"github.com/funcmesh/funcmesh/authz"
 	"github.com/funcmesh/funcmesh/broker"
+	"github.com/funcmesh/funcmesh/internal/syncbuf"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
 )
@@ -56,7 +57,7 @@ type stack struct {
 	ran     atomic.Int64 // calls that reached outer.f
 	spans   *tracetest.SpanRecorder
 	reg     *prometheus.Registry
-	logBuf  *lockedBuffer
+	logBuf  *syncbuf.Buffer
 	mu      sync.Mutex
 	innerRx []innerSeen
 }
@@ -67,27 +68,10 @@ type innerSeen struct {
 	caller    string
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	ctx := context.Background()
-	s := &stack{spans: tracetest.NewSpanRecorder(), reg: prometheus.NewRegistry(), logBuf: &lockedBuffer{}}
+	s := &stack{spans: tracetest.NewSpanRecorder(), reg: prometheus.NewRegistry(), logBuf: &syncbuf.Buffer{}}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(s.spans))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 
