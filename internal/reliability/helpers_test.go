@@ -186,11 +186,11 @@ func newGateway(t testing.TB, nc *nats.Conn, cfg gatewayConfig) *gateway {
 // recommends for a server in front of a gateway whose calls time out
 // after callTimeout.
 func recommendedTimeouts(s *http.Server, callTimeout time.Duration) {
-	s.ReadHeaderTimeout = 5 * time.Second           // slow headers (slow loris)
-	s.ReadTimeout = 30 * time.Second                // slow bodies: headers + the largest body at the slowest speed you serve
-	s.WriteTimeout = callTimeout + 10*time.Second   // longer than any call, or answers are cut
-	s.IdleTimeout = 2 * time.Minute                 // idle keep-alive connections
-	s.MaxHeaderBytes = 64 << 10                     // 431 above this
+	s.ReadHeaderTimeout = 5 * time.Second         // slow headers (slow loris)
+	s.ReadTimeout = 30 * time.Second              // slow bodies: headers + the largest body at the slowest speed you serve
+	s.WriteTimeout = callTimeout + 10*time.Second // longer than any call, or answers are cut
+	s.IdleTimeout = 2 * time.Minute               // idle keep-alive connections
+	s.MaxHeaderBytes = 64 << 10                   // 431 above this
 }
 
 // answer is what an HTTP caller got.
