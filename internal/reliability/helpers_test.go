@@ -106,6 +106,8 @@ type gatewayConfig struct {
 	MaxInFlight int
 	// Server adjusts the http.Server before it starts.
 	Server func(*http.Server)
+	// Client holds more options for the gateway's client.
+	Client []mesh.ClientOption
 }
 
 // gateway is the chain a host mounts, served over loopback: RequestID,
@@ -147,7 +149,7 @@ func newGateway(t testing.TB, nc *nats.Conn, cfg gatewayConfig) *gateway {
 		t.Fatalf("authz.New: %v", err)
 	}
 	t.Cleanup(func() { _ = g.policy.Close() })
-	g.gw, err = mesh.NewGateway(nc, mesh.WithTimeout(g.timeout))
+	g.gw, err = mesh.NewGateway(nc, append([]mesh.ClientOption{mesh.WithTimeout(g.timeout)}, cfg.Client...)...)
 	if err != nil {
 		t.Fatalf("NewGateway: %v", err)
 	}
@@ -437,6 +439,9 @@ func inFlight(nc *nats.Conn, service string, n int) int64 {
 
 // tally counts the answers of many calls.
 type tally struct {
+	// limit, when set, is the longest an answer may take.
+	limit time.Duration
+
 	mu       sync.Mutex
 	made     int
 	answered int
@@ -469,6 +474,9 @@ func (c *tally) add(what string, a answer, allowed ...int) {
 			if err := cleanError(a); err != nil {
 				problem = err.Error()
 			}
+		}
+		if c.limit > 0 && a.dur > c.limit {
+			problem = fmt.Sprintf("answered after %v, over %v: %v", a.dur, c.limit, a)
 		}
 	}
 	if problem != "" && len(c.problems) < 20 {
