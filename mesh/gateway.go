@@ -29,11 +29,12 @@ const HeaderRoom = 4 << 10
 //
 //	mux.Handle("POST /fn/{service}/{function}", chain.Then(gw))
 //
-// It reads the names from the route, checks them (400), reads the body
-// within the limit (413), makes the call with the request's context
-// through Client (which sends the deadline, request ID, verified claims
-// and trace context: headers the HTTP client sent are never forwarded, so
-// no Mesh-* header can be forged) and writes the result with the
+// It answers 405 to any method but POST, reads the names from the route,
+// checks them (400), reads the body within the limit (413), makes the
+// call with the request's context through Client (which sends the
+// deadline, request ID, verified claims and trace context: headers the
+// HTTP client sent are never forwarded, so no Mesh-* header can be
+// forged) and writes the result with the
 // function's content type and 200, or the error as a JSON body with the
 // status of the table in the package documentation. The body is never
 // parsed: the params pass through as bytes.
@@ -96,6 +97,7 @@ func NewGateway(nc *nats.Conn, opts ...ClientOption) (*Gateway, error) {
 
 var (
 	errGatewayBusy = transport.NewError(transport.CodeResourceExhausted, "gateway busy: too many calls in flight, try again")
+	errMethod      = transport.ErrorWithStatus(http.StatusMethodNotAllowed, "method not allowed: call functions with POST")
 
 	// Shared header values: net/http never modifies a value slice in
 	// place, and handlers after this one replace, not edit, them.
@@ -107,6 +109,13 @@ var (
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.Client == nil {
 		panic("mesh: Gateway.Client is nil")
+	}
+	if r.Method != http.MethodPost {
+		// Mounted on a pattern without a method (as CORS needs), a GET
+		// from a link or an image tag must not make the call.
+		w.Header().Set("Allow", http.MethodPost)
+		g.fail(w, r, "", "", errMethod)
+		return
 	}
 	if g.MaxInFlight > 0 {
 		if g.inFlight.Add(1) > int64(g.MaxInFlight) {
