@@ -108,11 +108,14 @@ type gatewayConfig struct {
 	Server func(*http.Server)
 	// Client holds more options for the gateway's client.
 	Client []mesh.ClientOption
+	// Bare mounts the gateway behind RequestID only.
+	Bare bool
 }
 
 // gateway is the chain a host mounts, served over loopback: RequestID,
 // Recover, BodyLimit, JWT, authz, mesh.Gateway at /fn/{service}/{function}.
 type gateway struct {
+	handler http.Handler // the mux with the chain, for fuzz tests to call directly
 	url     string
 	srv     *httptest.Server
 	gw      *mesh.Gateway
@@ -162,10 +165,14 @@ func newGateway(t testing.TB, nc *nats.Conn, cfg gatewayConfig) *gateway {
 		middleware.JWT(verifier),
 		g.policy.Middleware,
 	)
+	if cfg.Bare {
+		chain = alice.New(middleware.RequestID)
+	}
 	mux := http.NewServeMux()
 	// No method in the pattern, as CORS needs; the gateway answers 405
 	// to anything but POST.
 	mux.Handle("/fn/{service}/{function}", chain.Then(g.gw))
+	g.handler = mux
 	g.srv = httptest.NewUnstartedServer(mux)
 	recommendedTimeouts(g.srv.Config, g.timeout)
 	if cfg.Server != nil {
