@@ -43,7 +43,7 @@ status := 401 if input.auth == null
 // reads params: bodies pass through the chain untouched.
 const signedIn = `{"services": {"default": {"functions": {"default": {"rule": {"rule": "authenticated"}}}}}}`
 
-// hostile is a broker with two gateway chains over the same connection,
+// hostile is a broker (listening on loopback, for echosvc) with two gateway chains over the same connection,
 // one whose policy reads params and one whose policy does not, a
 // recorder of every message on the broker, and a catch-all function on
 // fn.> that answers with what it was sent.
@@ -60,7 +60,7 @@ type hostile struct {
 func newHostile(t testing.TB, opts ...broker.StartOption) *hostile {
 	t.Helper()
 	ctx := t.Context()
-	b, err := broker.Start(ctx, opts...)
+	b, err := broker.Start(ctx, append([]broker.StartOption{broker.WithListen("127.0.0.1:0")}, opts...)...)
 	if err != nil {
 		t.Fatalf("broker.Start: %v", err)
 	}

@@ -367,9 +367,9 @@ func decodeWho(t testing.TB, a answer) who {
 }
 
 // counts asks an echosvc instance how many times each function ran.
-func counts(t testing.TB, g *gateway, service string) map[string]int {
+func counts(t testing.TB, g *gateway, service string, hdr ...string) map[string]int {
 	t.Helper()
-	a := g.post(service, "count", "")
+	a := g.post(service, "count", "", hdr...)
 	var n map[string]int
 	if a.status != 200 || json.Unmarshal(a.body, &n) != nil {
 		t.Fatalf("count: %v", a)
