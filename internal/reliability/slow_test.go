@@ -80,9 +80,12 @@ func TestSlowLoris(t *testing.T) {
 			if errors.As(err, &ne) && ne.Timeout() || cut > bound {
 				t.Errorf("%s, slow %s: the connection was still open after %v (%d writes); want it cut", c.name, tc.name, cut, n)
 			}
-			if tc.name == "body" {
+			if tc.name == "body" && len(got) > 0 {
 				// The handler reading the body gets the timeout: a clean
-				// 400 (whose write the read deadline does not stop).
+				// 400 (whose write the read deadline does not stop). The
+				// client may not see it: the server's close resets a
+				// connection the client still writes to, which can drop
+				// what the client had not read yet.
 				a := parseAnswer(got)
 				if a.status != 400 {
 					t.Errorf("%s, slow body: %v; want 400", c.name, a)
