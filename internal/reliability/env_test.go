@@ -156,6 +156,7 @@ func subjects(msgs []*nats.Msg) []string {
 // headers and params it got.
 type catchAll struct {
 	runs atomic.Int64
+	all  atomic.Bool // answer fn.svc.> too: no echosvc runs
 }
 
 // dumped is what the catch-all answers.
@@ -173,7 +174,7 @@ func newCatchAll(t testing.TB, b *broker.Broker) *catchAll {
 	}
 	c := &catchAll{}
 	if _, err := nc.Subscribe("fn.>", func(m *nats.Msg) {
-		if strings.HasPrefix(m.Subject, "fn.svc.") {
+		if strings.HasPrefix(m.Subject, "fn.svc.") && !c.all.Load() {
 			return
 		}
 		c.runs.Add(1)
