@@ -159,11 +159,19 @@ type catchAll struct {
 	all  atomic.Bool // answer fn.svc.> too: no echosvc runs
 }
 
-// dumped is what the catch-all answers.
+// dumped is what the catch-all got.
 type dumped struct {
-	Subject string      `json:"subject"`
-	Header  nats.Header `json:"header"`
-	Params  []byte      `json:"params"`
+	Subject string
+	Header  nats.Header
+	Params  []byte
+}
+
+// dumpWire is how the catch-all answers: the header values as bytes
+// (base64 in JSON), so that any byte a header holds survives.
+type dumpWire struct {
+	Subject string              `json:"subject"`
+	Header  map[string][][]byte `json:"header"`
+	Params  []byte              `json:"params"`
 }
 
 func newCatchAll(t testing.TB, b *broker.Broker) *catchAll {
@@ -178,7 +186,13 @@ func newCatchAll(t testing.TB, b *broker.Broker) *catchAll {
 			return
 		}
 		c.runs.Add(1)
-		out, _ := json.Marshal(dumped{Subject: m.Subject, Header: m.Header, Params: m.Data})
+		w := dumpWire{Subject: m.Subject, Header: map[string][][]byte{}, Params: m.Data}
+		for k, vs := range m.Header {
+			for _, v := range vs {
+				w.Header[k] = append(w.Header[k], []byte(v))
+			}
+		}
+		out, _ := json.Marshal(w)
 		_ = m.Respond(out)
 	}); err != nil {
 		t.Fatal(err)
@@ -190,11 +204,20 @@ func newCatchAll(t testing.TB, b *broker.Broker) *catchAll {
 }
 
 func decodeDump(a answer) (dumped, error) {
-	var d dumped
 	if a.status != 200 {
-		return d, fmt.Errorf("not a dump: %v", a)
+		return dumped{}, fmt.Errorf("not a dump: %v", a)
 	}
-	return d, json.Unmarshal(a.body, &d)
+	var w dumpWire
+	if err := json.Unmarshal(a.body, &w); err != nil {
+		return dumped{}, err
+	}
+	d := dumped{Subject: w.Subject, Header: nats.Header{}, Params: w.Params}
+	for k, vs := range w.Header {
+		for _, v := range vs {
+			d.Header[k] = append(d.Header[k], string(v))
+		}
+	}
+	return d, nil
 }
 
 // contractHeaders are the only headers a call from the gateway may carry.

@@ -179,7 +179,12 @@ func FuzzRequests(f *testing.F) {
 		if err := checkForwarded(d.Header, a, "u1", g.timeout); err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Contains(framing, http.CanonicalHeaderKey(name)) && !bytes.Equal(d.Params, body) {
+		// Unless the fuzzed header changed the framing (a framing header,
+		// or a line break that ends the headers early), the function got
+		// the body sent.
+		sameFraming := !slices.Contains(framing, http.CanonicalHeaderKey(name)) &&
+			!strings.ContainsAny(name+value, "\r\n") && req.ContentLength == int64(len(body))
+		if sameFraming && !bytes.Equal(d.Params, body) {
 			t.Fatalf("the function got %q; want the body sent, %q", d.Params, body)
 		}
 		if ct := req.Header.Get("Content-Type"); d.Header.Get("Content-Type") != ct {
