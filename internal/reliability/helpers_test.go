@@ -533,9 +533,12 @@ type call struct {
 	allowed                 []int
 }
 
+// maxLoad bounds the calls one runLoad makes, whatever happens.
+const maxLoad = 10000
+
 // runLoad keeps workers calling through g, each call chosen by next (with
-// the worker's number and its call count), until stop is closed; wait for
-// it with the returned WaitGroup.
+// the worker's number and its call count), until stop is closed or
+// maxLoad calls are made; wait for it with the returned WaitGroup.
 func runLoad(g *gateway, c *tally, workers int, stop <-chan struct{}, next func(worker, i int) call) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -545,6 +548,9 @@ func runLoad(g *gateway, c *tally, workers int, stop <-chan struct{}, next func(
 				case <-stop:
 					return
 				default:
+				}
+				if c.total() >= maxLoad {
+					return
 				}
 				cl := next(w, i)
 				c.add(cl.service+"."+cl.function, g.post(cl.service, cl.function, cl.body), cl.allowed...)

@@ -28,11 +28,11 @@ func TestKillInFlight(t *testing.T) {
 		return inFlight(b.Conn(), "victim", 2) == k
 	})
 
-	// Load that keeps coming through the kill.
+	// Load that keeps coming through the kill: calls of 5ms.
 	var load tally
 	stop := make(chan struct{})
 	wg := runLoad(g, &load, 2, stop, func(int, int) call {
-		return call{"victim", "echo", `{"during":"kill"}`, []int{200, 504}}
+		return call{"victim", "sleep", `{"ms":5}`, []int{200, 504}}
 	})
 	clients := b.Server().NumClients()
 	if err := p1.Kill(); err == nil {
