@@ -110,6 +110,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.Client == nil {
 		panic("mesh: Gateway.Client is nil")
 	}
+	ctx := r.Context()
+	if _, ok := middleware.RequestIDFromContext(ctx); !ok {
+		// Without the request ID middleware the gateway names the call
+		// itself, first, so that every error body carries the ID and
+		// agrees with the service's logs.
+		id := w.Header().Get(transport.RequestIDHeader)
+		if id == "" {
+			id = nuid.Next()
+			w.Header().Set(transport.RequestIDHeader, id)
+		}
+		ctx = middleware.WithRequestID(ctx, id)
+	}
 	if r.Method != http.MethodPost {
 		// Mounted on a pattern without a method (as CORS needs), a GET
 		// from a link or an image tag must not make the call.
@@ -138,17 +150,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := transport.ValidateName(function); err != nil {
 		g.fail(w, r, service, function, transport.WrapError(transport.CodeInvalidArgument, "invalid function name: "+nameProblem(err), err))
 		return
-	}
-	ctx := r.Context()
-	if _, ok := middleware.RequestIDFromContext(ctx); !ok {
-		// Without the request ID middleware the gateway names the call
-		// itself, so the error body and the service's logs agree.
-		id := w.Header().Get(transport.RequestIDHeader)
-		if id == "" {
-			id = nuid.Next()
-			w.Header().Set(transport.RequestIDHeader, id)
-		}
-		ctx = middleware.WithRequestID(ctx, id)
 	}
 
 	limit := g.bodyLimit(ctx)

@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/funcmesh/funcmesh/internal/natstest"
 	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/transport"
 )
 
 // TestGatewayMethod: mounted on a pattern without a method, as CORS needs,
@@ -43,5 +45,37 @@ func TestGatewayMethod(t *testing.T) {
 	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/fn/svc/echo", nil))
 	if rec.Code != 200 || calls.Load() != 1 {
 		t.Errorf("POST: %d, %d calls; want 200, 1 call", rec.Code, calls.Load())
+	}
+}
+
+// TestGatewayRequestIDEarlyErrors: without the request ID middleware the
+// gateway names every request itself, also those it refuses before making
+// a call, so that every error body carries a request ID.
+func TestGatewayRequestIDEarlyErrors(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, nil)
+	gw, err := mesh.NewGateway(natstest.Connect(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw.MaxBodyBytes = 4
+	mux := http.NewServeMux()
+	mux.Handle("/fn/{service}/{function}", gw)
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"GET", "/fn/svc/echo", "", 405},
+		{"POST", "/fn/a.b/echo", "{}", 400},
+		{"POST", "/fn/svc/a*", "{}", 400},
+		{"POST", "/fn/svc/echo", "[1,2,3]", 413},
+		{"POST", "/fn/svc/echo", "{}", 503},
+	} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body)))
+		e, id, err := transport.ParseHTTPError(rec.Code, rec.Body.Bytes())
+		if rec.Code != tc.status || err != nil || id == "" || id != rec.Header().Get("X-Request-Id") {
+			t.Errorf("%s %s: %d %s (%v, %v); want %d with the X-Request-Id %q in the body", tc.method, tc.path, rec.Code, rec.Body, e, err, tc.status, rec.Header().Get("X-Request-Id"))
+		}
 	}
 }
