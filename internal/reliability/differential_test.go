@@ -33,10 +33,10 @@ allow if {
 	}{
 		{`{"ms":10}`, 200},
 		{`{"ms":60000}`, 403},
-		{`{"MS":60000}`, 403},                // the policy's rule is undefined: denied
-		{`{"ms":10,"MS":60000}`, 400},        // the function would see 60000
-		{`{"ms":10,"Ms":60000}`, 400},        // any case
-		{`{"ms":10,"m\u017f":60000}`, 400},   // long s folds to s for encoding/json
+		{`{"MS":60000}`, 403},                 // the policy's rule is undefined: denied
+		{`{"ms":10,"MS":60000}`, 400},         // the function would see 60000
+		{`{"ms":10,"Ms":60000}`, 400},         // any case
+		{`{"ms":10,"m\u017f":60000}`, 400},    // long s folds to s for encoding/json
 		{`{"x":{"ms":1,"MS":2},"ms":1}`, 400}, // nested objects too
 	} {
 		a := g.post("svc", "sleep", tc.body)
