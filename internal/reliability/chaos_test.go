@@ -57,7 +57,7 @@ func TestChaos(t *testing.T) {
 	for w := range wrng {
 		wrng[w] = rand.New(rand.NewPCG(chaosSeed, uint64(w+1)))
 	}
-	load := tally{limit: timeout + timeout/2}
+	load := tally{limit: 2 * timeout}
 	stop := make(chan struct{})
 	wg := runLoad(g, &load, workers, stop, func(w, _ int) call {
 		r := wrng[w]
