@@ -34,6 +34,10 @@
 // only the names given to [WithHeaders] (none by default; never
 // Authorization or Cookie), keyed by lower-case name. params is the
 // request body decoded as JSON, with numbers kept exactly as written.
+// An object whose keys differ only in letter case ({"amount": 5,
+// "AMOUNT": 5000}) is refused with 400: a Go function decoding it with
+// encoding/json, which matches keys to fields regardless of case, could
+// see another value than the one the policy checked.
 //
 // Only the parts of the document the policy refers to are built: the
 // middleware reads and decodes the body only when the compiled policy

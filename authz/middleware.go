@@ -25,8 +25,8 @@ import (
 //
 // A service or function that is not a valid name is answered with 400.
 // When the policy refers to input.params, the body is read (at most
-// [WithMaxBodyBytes], else 413) and decoded as JSON (malformed: 400;
-// empty: null), whatever its Content-Type says, since the service may read
+// [WithMaxBodyBytes], else 413) and decoded as JSON (malformed, or an
+// object with keys that differ only in letter case: 400; empty: null), whatever its Content-Type says, since the service may read
 // it as JSON all the same. The body is then handed to next as a [*Body]
 // over the same bytes. Every error body is written by transport.WriteHTTPError.
 //
@@ -120,6 +120,9 @@ func readParams(r *http.Request, limit int64, lazy bool) (ast.Value, error) {
 		return ast.NullValue, nil
 	}
 	v, err := decodeParams(data, lazy)
+	if errors.Is(err, errParamsCase) {
+		return nil, transport.WrapError(transport.CodeInvalidArgument, "keys in the request body differ only in letter case", err)
+	}
 	if err != nil {
 		return nil, transport.WrapError(transport.CodeInvalidArgument, "malformed JSON in the request body", err)
 	}

@@ -92,6 +92,7 @@
 //
 //	400  bad service or function name, params a typed function cannot decode
 //	404  the service runs but has no such function
+//	405  a method other than POST (with Allow: POST); no call is made
 //	413  body over the limit (Gateway.MaxBodyBytes, never above what NATS carries)
 //	429  the gateway (Gateway.MaxInFlight) or every instance tried is at its concurrency limit
 //	499  the HTTP client went away (nobody reads it)

@@ -29,14 +29,12 @@ const HeaderRoom = 4 << 10
 //
 //	mux.Handle("POST /fn/{service}/{function}", chain.Then(gw))
 //
-// It answers any method but POST with 405 (so it may be mounted on a
-// pattern without a method, "/fn/{service}/{function}", for CORS
-// preflights to reach the middleware), reads the names from the route,
-// checks them (400), reads the body
-// within the limit (413), makes the call with the request's context
-// through Client (which sends the deadline, request ID, verified claims
-// and trace context: headers the HTTP client sent are never forwarded, so
-// no Mesh-* header can be forged) and writes the result with the
+// It answers 405 to any method but POST, reads the names from the route,
+// checks them (400), reads the body within the limit (413), makes the
+// call with the request's context through Client (which sends the
+// deadline, request ID, verified claims and trace context: headers the
+// HTTP client sent are never forwarded, so no Mesh-* header can be
+// forged) and writes the result with the
 // function's content type and 200, or the error as a JSON body with the
 // status of the table in the package documentation. The body is never
 // parsed: the params pass through as bytes.
@@ -98,8 +96,8 @@ func NewGateway(nc *nats.Conn, opts ...ClientOption) (*Gateway, error) {
 }
 
 var (
-	errGatewayBusy      = transport.NewError(transport.CodeResourceExhausted, "gateway busy: too many calls in flight, try again")
-	errMethodNotAllowed = transport.ErrorWithStatus(http.StatusMethodNotAllowed, "method not allowed: call a function with POST")
+	errGatewayBusy = transport.NewError(transport.CodeResourceExhausted, "gateway busy: too many calls in flight, try again")
+	errMethod      = transport.ErrorWithStatus(http.StatusMethodNotAllowed, "method not allowed: call functions with POST")
 
 	// Shared header values: net/http never modifies a value slice in
 	// place, and handlers after this one replace, not edit, them.
@@ -112,11 +110,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.Client == nil {
 		panic("mesh: Gateway.Client is nil")
 	}
+	ctx := r.Context()
+	if _, ok := middleware.RequestIDFromContext(ctx); !ok {
+		// Without the request ID middleware the gateway names the call
+		// itself, first, so that every error body carries the ID and
+		// agrees with the service's logs.
+		id := w.Header().Get(transport.RequestIDHeader)
+		if id == "" {
+			id = nuid.Next()
+			w.Header().Set(transport.RequestIDHeader, id)
+		}
+		ctx = middleware.WithRequestID(ctx, id)
+	}
 	if r.Method != http.MethodPost {
-		// Mounted on a pattern without a method (so that CORS sees
-		// preflights), the gateway must not turn a GET into a call.
+		// Mounted on a pattern without a method (as CORS needs), a GET
+		// from a link or an image tag must not make the call.
 		w.Header().Set("Allow", http.MethodPost)
-		g.fail(w, r, "", "", errMethodNotAllowed)
+		g.fail(w, r, "", "", errMethod)
 		return
 	}
 	if g.MaxInFlight > 0 {
@@ -140,17 +150,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := transport.ValidateName(function); err != nil {
 		g.fail(w, r, service, function, transport.WrapError(transport.CodeInvalidArgument, "invalid function name: "+nameProblem(err), err))
 		return
-	}
-	ctx := r.Context()
-	if _, ok := middleware.RequestIDFromContext(ctx); !ok {
-		// Without the request ID middleware the gateway names the call
-		// itself, so the error body and the service's logs agree.
-		id := w.Header().Get(transport.RequestIDHeader)
-		if id == "" {
-			id = nuid.Next()
-			w.Header().Set(transport.RequestIDHeader, id)
-		}
-		ctx = middleware.WithRequestID(ctx, id)
 	}
 
 	limit := g.bodyLimit(ctx)

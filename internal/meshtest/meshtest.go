@@ -66,7 +66,7 @@ type Proc struct {
 }
 
 // Start runs echosvc against the NATS server at url with extra flags
-// (-name, -max-concurrency) and waits until it serves. The process is
+// (-name, -max-concurrency, -extras) and waits until it serves. The process is
 // killed at cleanup if still running.
 func Start(t testing.TB, url string, args ...string) *Proc {
 	t.Helper()

@@ -8,15 +8,23 @@
 //	whoami   returns {"pid", "id", "request_id", "claims", "caller"}
 //	sleep    waits {"ms": n} milliseconds (or until the deadline), returns {"slept": n}
 //	fail     returns an error with the status in {"status": n}
+//
+// With -extras it also serves
+//
+//	count    returns how many times each function has run in this process, {"echo": n, …}
+//	error    returns a plain error whose text looks internal (it must never reach a caller)
+//	panic    panics with a value that looks internal (likewise)
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,14 +38,15 @@ func main() {
 	url := flag.String("url", nats.DefaultURL, "NATS URL")
 	name := flag.String("name", "echo", "service name")
 	maxConc := flag.Int("max-concurrency", mesh.DefaultMaxConcurrency, "calls run at once")
+	extras := flag.Bool("extras", false, "also serve count, error and panic")
 	flag.Parse()
-	if err := run(*url, *name, *maxConc); err != nil {
+	if err := run(*url, *name, *maxConc, *extras); err != nil {
 		fmt.Fprintln(os.Stderr, "echosvc:", err)
 		os.Exit(1)
 	}
 }
 
-func run(url, name string, maxConc int) error {
+func run(url, name string, maxConc int, extras bool) error {
 	nc, err := nats.Connect(url, nats.Name("echosvc"), nats.MaxReconnects(-1))
 	if err != nil {
 		return err
@@ -71,8 +80,20 @@ func run(url, name string, maxConc int) error {
 			return struct{}{}, transport.ErrorWithStatus(in.Status, "failed as asked")
 		}),
 	}
+	var runs counts
+	if extras {
+		fns["error"] = mesh.HandlerFunc(func(context.Context, *mesh.Call) ([]byte, error) {
+			return nil, errors.New(internalText)
+		})
+		fns["panic"] = mesh.HandlerFunc(func(context.Context, *mesh.Call) ([]byte, error) {
+			panic(internalText)
+		})
+		fns["count"] = mesh.HandlerFunc(func(context.Context, *mesh.Call) ([]byte, error) {
+			return runs.json()
+		})
+	}
 	for fn, h := range fns {
-		if err := svc.Handle(fn, h); err != nil {
+		if err := svc.Handle(fn, runs.counting(fn, h)); err != nil {
 			return err
 		}
 	}
@@ -91,4 +112,32 @@ func run(url, name string, maxConc int) error {
 	}
 	fmt.Println("stopped")
 	return nil
+}
+
+// internalText is what the error and panic functions fail with: text that
+// looks like the internals a caller must never see.
+const internalText = "nats: internal detail at /srv/secret/handler.go:42"
+
+// counts records how many times each function has run.
+type counts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *counts) counting(fn string, h mesh.Handler) mesh.Handler {
+	return mesh.HandlerFunc(func(ctx context.Context, call *mesh.Call) ([]byte, error) {
+		c.mu.Lock()
+		if c.n == nil {
+			c.n = map[string]int{}
+		}
+		c.n[fn]++
+		c.mu.Unlock()
+		return h.ServeCall(ctx, call)
+	})
+}
+
+func (c *counts) json() ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return json.Marshal(c.n)
 }
