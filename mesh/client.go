@@ -270,8 +270,9 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 	return rep, code, nil
 }
 
-// send sends msg until an instance takes it or the attempts run out. It
-// waits on ctx, or, when timeout is set, until the deadline.
+// send sends msg until an instance takes it or the attempts run out: a
+// refusal at capacity (429) and "no responders" are sent again. It waits
+// on ctx, or, when timeout is set, until the deadline.
 func (c *Client) send(ctx context.Context, timeout time.Duration, deadline time.Time, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
 	for attempt := 1; ; attempt++ {
 		var m *nats.Msg
@@ -286,6 +287,13 @@ func (c *Client) send(ctx context.Context, timeout time.Duration, deadline time.
 			m, err = c.nc.RequestMsgWithContext(ctx, msg)
 		}
 		if err != nil {
+			if errors.Is(err, nats.ErrNoResponders) && attempt < c.maxAttempts && ctx.Err() == nil && time.Now().Before(deadline) {
+				// Nobody got the call, so sending it again is safe. A
+				// cluster node that is stopping can make the broker
+				// answer "no responders" for a moment while other
+				// instances run (it picked a route that had just closed).
+				continue
+			}
 			return Reply{}, c.requestError(req, err)
 		}
 		if e := transport.ErrorFromHeaders(m.Header); e != nil {

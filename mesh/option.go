@@ -223,7 +223,11 @@ func WithMetrics(m *Metrics) ClientServiceOption {
 // instances refuse with 429 because they are at their concurrency limit.
 // Such a refusal means the function did not run, so sending the call again
 // is safe; NATS delivers each attempt to an instance of the queue group
-// picked at random, which may be the same busy one. Attempts stop at the
+// picked at random, which may be the same busy one. A call that reached no
+// instance at all (NATS "no responders") is sent again the same way, at
+// once: while a cluster node stops, the broker can answer so for a moment
+// although other instances run; when none runs, the attempts take a round
+// trip each and the call still fails at once with 503. Attempts stop at the
 // call's deadline. The default is [DefaultMaxAttempts]; 1 disables
 // retries.
 func WithMaxAttempts(n int) ClientOption {
