@@ -123,6 +123,7 @@ func run(ctx context.Context, addr, natsAddr string, services []string, logger *
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second, // longer than a call's deadline (10s)
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10, // 431 above this (the default is 1 MiB)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
