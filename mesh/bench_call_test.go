@@ -42,7 +42,8 @@ import (
 //	benchstat -col /path new.txt
 //
 // ns/op is wall time per call with callParallelism×GOMAXPROCS callers at
-// once, so it is the inverse of throughput.
+// once, so it is the inverse of throughput; cpu-ns/op is the CPU time the
+// whole process (client, servers, broker, service) spent per call.
 func BenchmarkCall(b *testing.B) {
 	paths := startCallPaths(b)
 	for _, p := range paths {
@@ -282,6 +283,7 @@ func benchHTTP(b *testing.B, url string, body []byte, parallelism int) {
 	b.SetParallelism(parallelism)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := processCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		var buf bytes.Buffer
 		for pb.Next() {
@@ -291,6 +293,17 @@ func benchHTTP(b *testing.B, url string, body []byte, parallelism int) {
 			}
 		}
 	})
+	reportCPU(b, cpu)
+}
+
+// reportCPU reports the CPU time the whole process (callers, servers,
+// broker, services) spent per operation since start, as cpu-ns/op. On a
+// machine shared with other work it is steadier than ns/op, which counts
+// the time other processes held the CPUs.
+func reportCPU(b *testing.B, start time.Duration) {
+	if used := processCPU() - start; used > 0 && start > 0 {
+		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
 }
 
 var jsonValue = []string{"application/json"}
