@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
@@ -204,10 +206,12 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		return Reply{}, e.Code(), e
 	}
 
-	// One backing array for the header values: one allocation, not one
-	// per header.
-	hb := headerBuilder{h: make(nats.Header, 6), vals: make([]string, 0, 5)}
-	h := hb.h
+	// The message, its header map and the values come from a pool:
+	// nats.go has written the headers out by the time the request
+	// returns, so they serve the next call.
+	out := getOutMsg()
+	defer out.release()
+	hb, h := out, out.msg.Header
 	hb.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
 	call, inCall := CallFromContext(ctx)
 	requestID := ""
@@ -217,8 +221,9 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 			hb.set(transport.HeaderAuth, call.rawClaims)
 		}
 		hb.set(transport.HeaderCaller, call.ep.caller)
-	} else if raw, ok := middleware.ClaimsJSONFromContext(ctx); ok {
-		hb.set(transport.HeaderAuth, string(raw))
+	} else if raw, ok := middleware.ClaimsJSONFromContext(ctx); ok && len(raw) > 0 {
+		// Read only while the request is written out, below: no copy.
+		hb.set(transport.HeaderAuth, unsafe.String(&raw[0], len(raw)))
 	}
 	if requestID == "" {
 		if id, ok := middleware.RequestIDFromContext(ctx); ok && validRequestID(id) {
@@ -248,11 +253,9 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		traceContext.Inject(ctx, headerCarrier(h))
 	}
 
-	rep, err := c.send(ctx, timeout, deadline, req, &nats.Msg{
-		Subject: c.prefix + "." + req.Service + "." + req.Function,
-		Header:  h,
-		Data:    req.Params,
-	})
+	out.msg.Subject = c.prefix + "." + req.Service + "." + req.Function
+	out.msg.Data = req.Params
+	rep, err := c.send(ctx, timeout, deadline, req, &out.msg)
 	code := codeOK
 	if err != nil {
 		code = err.Code()
@@ -303,16 +306,36 @@ func (c *Client) send(ctx context.Context, timeout time.Duration, deadline time.
 	}
 }
 
-// headerBuilder sets header values that share one backing array.
-type headerBuilder struct {
-	h    nats.Header
-	vals []string
+// outMsg is a call's request message with room for the values of the
+// headers the client sets (deadline, claims, caller, request ID, content
+// type); trace headers bring their own.
+type outMsg struct {
+	msg  nats.Msg
+	vals [5]string
+	n    int
 }
 
-func (b *headerBuilder) set(key, value string) {
-	b.vals = append(b.vals, value)
-	n := len(b.vals)
-	b.h[key] = b.vals[n-1 : n : n]
+var outMsgPool = sync.Pool{New: func() any {
+	return &outMsg{msg: nats.Msg{Header: make(nats.Header, 8)}}
+}}
+
+func getOutMsg() *outMsg { return outMsgPool.Get().(*outMsg) }
+
+// set sets a header to one value, held in the message's own array.
+func (o *outMsg) set(key, value string) {
+	o.vals[o.n] = value
+	o.msg.Header[key] = o.vals[o.n : o.n+1 : o.n+1]
+	o.n++
+}
+
+// release empties the message and puts it back in the pool. Nothing may
+// use it after.
+func (o *outMsg) release() {
+	clear(o.msg.Header)
+	o.vals = [5]string{}
+	o.n = 0
+	o.msg.Subject, o.msg.Data = "", nil
+	outMsgPool.Put(o)
 }
 
 // errNotConnected is the cause of the 503 for a call made while the
