@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 	"unsafe"
@@ -44,6 +45,7 @@ const jsonContentType = "application/json"
 // instances refuse with 429 is sent again (see [WithMaxAttempts]).
 type Client struct {
 	nc          *nats.Conn
+	conns       []*nats.Conn // nc, then WithConns's
 	prefix      string
 	timeout     time.Duration
 	maxAttempts int
@@ -73,8 +75,15 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 	if nc == nil {
 		return nil, errors.New("mesh: NewClient: nil connection")
 	}
+	conns := append([]*nats.Conn{nc}, cfg.conns...)
+	for _, extra := range cfg.conns {
+		if extra == nil {
+			return nil, errors.New("mesh: WithConns: nil connection")
+		}
+	}
 	c := &Client{
 		nc:          nc,
+		conns:       conns,
 		prefix:      cfg.prefix,
 		timeout:     cfg.timeout,
 		maxAttempts: cfg.maxAttempts,
@@ -86,8 +95,24 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 	return c, nil
 }
 
-// Conn returns the client's connection.
+// Conn returns the client's connection: the one given to [NewClient].
 func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// conn returns the connection for one call: with [WithConns], one picked
+// at random, the next connected one if it is not.
+func (c *Client) conn() *nats.Conn {
+	n := len(c.conns)
+	if n == 1 {
+		return c.nc
+	}
+	start := rand.IntN(n)
+	for i := range n {
+		if nc := c.conns[(start+i)%n]; nc.Status() == nats.CONNECTED {
+			return nc
+		}
+	}
+	return c.conns[start]
+}
 
 // Prefix returns the subject prefix the client calls under.
 func (c *Client) Prefix() string { return c.prefix }
@@ -183,7 +208,8 @@ func (c *Client) Do(ctx context.Context, req *Request) (Reply, error) {
 }
 
 func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, error) {
-	if st := c.nc.Status(); st != nats.CONNECTED {
+	nc := c.conn()
+	if st := nc.Status(); st != nats.CONNECTED {
 		e := transport.WrapError(transport.CodeUnavailable, "not connected to the broker", fmt.Errorf("mesh: connection %s: %w", st, errNotConnected))
 		return Reply{}, e.Code(), e
 	}
@@ -255,7 +281,7 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 
 	out.msg.Subject = c.prefix + "." + req.Service + "." + req.Function
 	out.msg.Data = req.Params
-	rep, err := c.send(ctx, timeout, deadline, req, &out.msg)
+	rep, err := c.send(ctx, nc, timeout, deadline, req, &out.msg)
 	code := codeOK
 	if err != nil {
 		code = err.Code()
@@ -275,7 +301,7 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 
 // send sends msg until an instance takes it or the attempts run out. It
 // waits on ctx, or, when timeout is set, until the deadline.
-func (c *Client) send(ctx context.Context, timeout time.Duration, deadline time.Time, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
+func (c *Client) send(ctx context.Context, nc *nats.Conn, timeout time.Duration, deadline time.Time, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
 	for attempt := 1; ; attempt++ {
 		var m *nats.Msg
 		var err error
@@ -284,9 +310,9 @@ func (c *Client) send(ctx context.Context, timeout time.Duration, deadline time.
 			if left <= 0 {
 				return Reply{}, c.requestError(req, context.DeadlineExceeded)
 			}
-			m, err = c.nc.RequestMsg(msg, left)
+			m, err = nc.RequestMsg(msg, left)
 		} else {
-			m, err = c.nc.RequestMsgWithContext(ctx, msg)
+			m, err = nc.RequestMsgWithContext(ctx, msg)
 		}
 		if err != nil {
 			return Reply{}, c.requestError(req, err)
