@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -43,30 +42,6 @@ type Call struct {
 	header nats.Header // the request's
 	reply  string      // the reply subject
 	ctx    callCtx     // the function's context
-}
-
-type callKey struct{}
-
-// callCtx is the context a function gets: its deadline context carrying
-// the call, without a context.WithValue allocation per call.
-type callCtx struct {
-	context.Context
-	call *Call
-}
-
-// Value returns the call for callKey and defers to the parent otherwise.
-func (c *callCtx) Value(key any) any {
-	if _, ok := key.(callKey); ok {
-		return c.call
-	}
-	return c.Context.Value(key)
-}
-
-// CallFromContext returns the call being served in ctx: the context a
-// function gets, or one derived from it.
-func CallFromContext(ctx context.Context) (*Call, bool) {
-	c, ok := ctx.Value(callKey{}).(*Call)
-	return c, ok
 }
 
 // Service returns the name of the service being called.

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
@@ -42,6 +45,7 @@ const jsonContentType = "application/json"
 // instances refuse with 429 is sent again (see [WithMaxAttempts]).
 type Client struct {
 	nc          *nats.Conn
+	conns       []*nats.Conn // nc, then WithConns's
 	prefix      string
 	timeout     time.Duration
 	maxAttempts int
@@ -71,8 +75,15 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 	if nc == nil {
 		return nil, errors.New("mesh: NewClient: nil connection")
 	}
+	conns := append([]*nats.Conn{nc}, cfg.conns...)
+	for _, extra := range cfg.conns {
+		if extra == nil {
+			return nil, errors.New("mesh: WithConns: nil connection")
+		}
+	}
 	c := &Client{
 		nc:          nc,
+		conns:       conns,
 		prefix:      cfg.prefix,
 		timeout:     cfg.timeout,
 		maxAttempts: cfg.maxAttempts,
@@ -84,8 +95,24 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 	return c, nil
 }
 
-// Conn returns the client's connection.
+// Conn returns the client's connection: the one given to [NewClient].
 func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// conn returns the connection for one call: with [WithConns], one picked
+// at random, the next connected one if it is not.
+func (c *Client) conn() *nats.Conn {
+	n := len(c.conns)
+	if n == 1 {
+		return c.nc
+	}
+	start := rand.IntN(n)
+	for i := range n {
+		if nc := c.conns[(start+i)%n]; nc.Status() == nats.CONNECTED {
+			return nc
+		}
+	}
+	return c.conns[start]
+}
 
 // Prefix returns the subject prefix the client calls under.
 func (c *Client) Prefix() string { return c.prefix }
@@ -181,7 +208,8 @@ func (c *Client) Do(ctx context.Context, req *Request) (Reply, error) {
 }
 
 func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, error) {
-	if st := c.nc.Status(); st != nats.CONNECTED {
+	nc := c.conn()
+	if st := nc.Status(); st != nats.CONNECTED {
 		e := transport.WrapError(transport.CodeUnavailable, "not connected to the broker", fmt.Errorf("mesh: connection %s: %w", st, errNotConnected))
 		return Reply{}, e.Code(), e
 	}
@@ -204,10 +232,12 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		return Reply{}, e.Code(), e
 	}
 
-	// One backing array for the header values: one allocation, not one
-	// per header.
-	hb := headerBuilder{h: make(nats.Header, 6), vals: make([]string, 0, 5)}
-	h := hb.h
+	// The message, its header map and the values come from a pool:
+	// nats.go has written the headers out by the time the request
+	// returns, so they serve the next call.
+	out := getOutMsg()
+	defer out.release()
+	hb, h := out, out.msg.Header
 	hb.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
 	call, inCall := CallFromContext(ctx)
 	requestID := ""
@@ -217,8 +247,9 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 			hb.set(transport.HeaderAuth, call.rawClaims)
 		}
 		hb.set(transport.HeaderCaller, call.ep.caller)
-	} else if raw, ok := middleware.ClaimsJSONFromContext(ctx); ok {
-		hb.set(transport.HeaderAuth, string(raw))
+	} else if raw, ok := middleware.ClaimsJSONFromContext(ctx); ok && len(raw) > 0 {
+		// Read only while the request is written out, below: no copy.
+		hb.set(transport.HeaderAuth, unsafe.String(&raw[0], len(raw)))
 	}
 	if requestID == "" {
 		if id, ok := middleware.RequestIDFromContext(ctx); ok && validRequestID(id) {
@@ -248,11 +279,9 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		traceContext.Inject(ctx, headerCarrier(h))
 	}
 
-	rep, err := c.send(ctx, timeout, deadline, req, &nats.Msg{
-		Subject: c.prefix + "." + req.Service + "." + req.Function,
-		Header:  h,
-		Data:    req.Params,
-	})
+	out.msg.Subject = c.prefix + "." + req.Service + "." + req.Function
+	out.msg.Data = req.Params
+	rep, err := c.send(ctx, nc, timeout, deadline, req, &out.msg)
 	code := codeOK
 	if err != nil {
 		code = err.Code()
@@ -273,7 +302,7 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 // send sends msg until an instance takes it or the attempts run out: a
 // refusal at capacity (429) and "no responders" are sent again. It waits
 // on ctx, or, when timeout is set, until the deadline.
-func (c *Client) send(ctx context.Context, timeout time.Duration, deadline time.Time, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
+func (c *Client) send(ctx context.Context, nc *nats.Conn, timeout time.Duration, deadline time.Time, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
 	for attempt := 1; ; attempt++ {
 		var m *nats.Msg
 		var err error
@@ -282,9 +311,9 @@ func (c *Client) send(ctx context.Context, timeout time.Duration, deadline time.
 			if left <= 0 {
 				return Reply{}, c.requestError(req, context.DeadlineExceeded)
 			}
-			m, err = c.nc.RequestMsg(msg, left)
+			m, err = nc.RequestMsg(msg, left)
 		} else {
-			m, err = c.nc.RequestMsgWithContext(ctx, msg)
+			m, err = nc.RequestMsgWithContext(ctx, msg)
 		}
 		if err != nil {
 			if errors.Is(err, nats.ErrNoResponders) && attempt < c.maxAttempts && ctx.Err() == nil && time.Now().Before(deadline) {
@@ -311,16 +340,36 @@ func (c *Client) send(ctx context.Context, timeout time.Duration, deadline time.
 	}
 }
 
-// headerBuilder sets header values that share one backing array.
-type headerBuilder struct {
-	h    nats.Header
-	vals []string
+// outMsg is a call's request message with room for the values of the
+// headers the client sets (deadline, claims, caller, request ID, content
+// type); trace headers bring their own.
+type outMsg struct {
+	msg  nats.Msg
+	vals [5]string
+	n    int
 }
 
-func (b *headerBuilder) set(key, value string) {
-	b.vals = append(b.vals, value)
-	n := len(b.vals)
-	b.h[key] = b.vals[n-1 : n : n]
+var outMsgPool = sync.Pool{New: func() any {
+	return &outMsg{msg: nats.Msg{Header: make(nats.Header, 8)}}
+}}
+
+func getOutMsg() *outMsg { return outMsgPool.Get().(*outMsg) }
+
+// set sets a header to one value, held in the message's own array.
+func (o *outMsg) set(key, value string) {
+	o.vals[o.n] = value
+	o.msg.Header[key] = o.vals[o.n : o.n+1 : o.n+1]
+	o.n++
+}
+
+// release empties the message and puts it back in the pool. Nothing may
+// use it after.
+func (o *outMsg) release() {
+	clear(o.msg.Header)
+	o.vals = [5]string{}
+	o.n = 0
+	o.msg.Subject, o.msg.Data = "", nil
+	outMsgPool.Put(o)
 }
 
 // errNotConnected is the cause of the 503 for a call made while the

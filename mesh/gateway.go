@@ -81,9 +81,10 @@ type Gateway struct {
 	// caller never sees. nil is silent.
 	ErrorLog *slog.Logger
 
-	discOnce sync.Once
-	disc     *Discovery
-	inFlight atomic.Int64
+	discOnce   sync.Once
+	disc       *Discovery
+	inFlight   atomic.Int64
+	maxPayload atomic.Int64 // the connection's, as last read; 0: read it
 }
 
 // NewGateway returns a Gateway whose Client calls over nc with opts.
@@ -152,12 +153,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	limit := g.bodyLimit(ctx)
+	limit := g.bodyLimit(ctx, false)
+	if r.ContentLength > limit {
+		limit = g.bodyLimit(ctx, true)
+	}
 	body, buf, err := readBody(r, limit)
 	if buf != nil {
 		defer putBuffer(buf)
 	}
 	if err != nil {
+		if r.ContentLength < 0 && transport.CodeOf(err) == transport.CodeTooLarge {
+			// Too late for this body, but the next one sees the
+			// broker's setting as it is now.
+			g.bodyLimit(ctx, true)
+		}
 		g.fail(w, r, service, function, err)
 		return
 	}
@@ -189,9 +198,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(rep.Body)
 }
 
-// bodyLimit is the largest body the call can carry.
-func (g *Gateway) bodyLimit(ctx context.Context) int64 {
-	limit := g.Client.nc.MaxPayload() - HeaderRoom
+// bodyLimit is the largest body the call can carry. The broker's max
+// payload is read from the connection when fresh is set or it was never
+// read: reading it takes a lock that every call on the connection
+// contends for, and it changes only when the connection reconnects to a
+// server with another setting. The caller reads it again before refusing
+// a body with a known length; a value gone stale otherwise costs nothing,
+// as nats.go checks the max payload itself when it sends (413 too).
+func (g *Gateway) bodyLimit(ctx context.Context, fresh bool) int64 {
+	mp := g.maxPayload.Load()
+	if mp == 0 || fresh {
+		mp = g.Client.nc.MaxPayload()
+		g.maxPayload.Store(mp)
+	}
+	limit := mp - HeaderRoom
 	if raw, ok := middleware.ClaimsJSONFromContext(ctx); ok {
 		limit -= int64(len(raw))
 	}

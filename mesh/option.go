@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/funcmesh/funcmesh/transport"
@@ -61,6 +63,7 @@ type Option interface {
 }
 
 type clientConfig struct {
+	conns       []*nats.Conn
 	prefix      string
 	timeout     time.Duration
 	maxAttempts int
@@ -237,6 +240,21 @@ func WithMaxAttempts(n int) ClientOption {
 		}
 		c.maxAttempts = n
 	})
+}
+
+// WithConns makes a Client spread its calls over more connections besides
+// the one given to [NewClient] (or [NewGateway]): each call goes out on one
+// of them picked at random, or on the next connected one when that one is
+// not connected. nats.go reads every reply of a connection on one
+// goroutine and writes every request under one lock, so at high call
+// rates with many callers at once one connection is the bottleneck;
+// BenchmarkReplyPath measures it (see the README's performance section).
+// The connections must reach the same NATS deployment as the first; the
+// client does not close them. The default is none: every call uses the
+// one connection.
+func WithConns(conns ...*nats.Conn) ClientOption {
+	conns = slices.Clone(conns)
+	return clientOption(func(c *clientConfig) { c.conns = append(c.conns, conns...) })
 }
 
 // WithMaxConcurrency bounds how many calls one Service instance runs at

@@ -286,9 +286,8 @@ func (s *Service) serve(c *Call) {
 	defer s.metrics.inFlight(s.name, -1)
 	ep.calls.Add(1)
 
-	dctx, cancel := context.WithDeadline(s.base, c.deadline)
-	defer cancel()
-	c.ctx = callCtx{Context: dctx, call: c}
+	c.ctx.init(c, s.base)
+	defer c.ctx.end()
 	var ctx context.Context = &c.ctx
 	if _, ok := h[transport.HeaderTraceparent]; ok {
 		ctx = traceContext.Extract(ctx, headerCarrier(h))
@@ -309,7 +308,7 @@ func (s *Service) serve(c *Call) {
 	if err != nil {
 		ep.errors.Add(1)
 		e := transport.AsError(err)
-		if e.HTTPStatus() >= 500 && !(dctx.Err() != nil && errors.Is(err, dctx.Err())) {
+		if e.HTTPStatus() >= 500 && !(c.ctx.Err() != nil && errors.Is(err, c.ctx.Err())) {
 			// Server errors are reported, except the function giving up
 			// at its deadline or at a hard stop: that is no failure of its.
 			s.report(ctx, c, err)
