@@ -144,7 +144,7 @@
 // client, the Call and its goroutine on the service. A caller whose
 // context can be cancelled but has no deadline (an HTTP request's) adds
 // the timeout context's 5. The gateway adds at most 2 allocations to the
-// call it makes through its Client (TestGatewayAllocs; none today), and 3
+// call it makes through its Client (TestGatewayAllocs; none today), and 4
 // for a request ID when no middleware set one.
 //
 // One connection carries a client's calls by default; nats.go reads all

@@ -278,9 +278,13 @@ func (s *Service) dispatch(ep *endpoint, r micro.Request) {
 	go s.serve(c)
 }
 
-// serve runs one admitted call and answers it.
+// serve runs one admitted call and answers it. It is the bottom frame of
+// the function's goroutine, so the tracing, the error path and the
+// sending of the reply live in functions of their own: their locals would
+// otherwise make the frame over a kilobyte, and every goroutine start
+// with a stack large enough for it.
 func (s *Service) serve(c *Call) {
-	ep, h, reply := c.ep, c.header, c.reply
+	ep := c.ep
 	defer s.wg.Done()
 	defer s.active.Add(-1)
 	defer s.metrics.inFlight(s.name, -1)
@@ -289,59 +293,91 @@ func (s *Service) serve(c *Call) {
 	c.ctx.init(c, s.base)
 	defer c.ctx.end()
 	var ctx context.Context = &c.ctx
-	if _, ok := h[transport.HeaderTraceparent]; ok {
-		ctx = traceContext.Extract(ctx, headerCarrier(h))
-	}
 	var span trace.Span
-	if s.tracer != nil {
-		ctx, span = s.tracer.Start(ctx, ep.spanName,
-			trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(
-				attribute.String("rpc.system", "funcmesh"),
-				attribute.String("rpc.service", s.name),
-				attribute.String("rpc.method", ep.name),
-				attribute.String("funcmesh.request_id", c.requestID),
-			))
+	if _, ok := c.header[transport.HeaderTraceparent]; ok || s.tracer != nil {
+		ctx, span = s.startSpan(ctx, c)
 	}
 
 	out, err := s.run(ctx, ep, c)
 	if err != nil {
-		ep.errors.Add(1)
-		e := transport.AsError(err)
-		if e.HTTPStatus() >= 500 && !(c.ctx.Err() != nil && errors.Is(err, c.ctx.Err())) {
-			// Server errors are reported, except the function giving up
-			// at its deadline or at a hard stop: that is no failure of its.
-			s.report(ctx, c, err)
-		}
-		if span != nil {
-			span.SetStatus(codes.Error, e.Message())
-			span.SetAttributes(attribute.String("funcmesh.code", string(e.Code())), attribute.Int("http.response.status_code", e.HTTPStatus()))
-			span.End()
-		}
-		s.metrics.served(s.name, ep.name, e.Code())
-		s.replyError(reply, e)
+		s.failed(ctx, c, span, err)
 		return
 	}
 	if span != nil {
 		span.End()
 	}
 	s.metrics.served(s.name, ep.name, codeOK)
-	if reply == "" {
-		return
+	if c.reply != "" {
+		s.reply(ctx, c, out)
 	}
-	msg := &nats.Msg{Subject: reply, Data: out}
+}
+
+// startSpan continues the caller's trace in ctx and, with a tracer,
+// starts the call's server span.
+//
+//go:noinline
+func (s *Service) startSpan(ctx context.Context, c *Call) (context.Context, trace.Span) {
+	if _, ok := c.header[transport.HeaderTraceparent]; ok {
+		ctx = traceContext.Extract(ctx, headerCarrier(c.header))
+	}
+	if s.tracer == nil {
+		return ctx, nil
+	}
+	return s.tracer.Start(ctx, c.ep.spanName,
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(
+			attribute.String("rpc.system", "funcmesh"),
+			attribute.String("rpc.service", s.name),
+			attribute.String("rpc.method", c.ep.name),
+			attribute.String("funcmesh.request_id", c.requestID),
+		))
+}
+
+// failed answers a call whose function returned err.
+//
+//go:noinline
+func (s *Service) failed(ctx context.Context, c *Call, span trace.Span, err error) {
+	ep := c.ep
+	ep.errors.Add(1)
+	e := transport.AsError(err)
+	if e.HTTPStatus() >= 500 && !(c.ctx.Err() != nil && errors.Is(err, c.ctx.Err())) {
+		// Server errors are reported, except the function giving up
+		// at its deadline or at a hard stop: that is no failure of its.
+		s.report(ctx, c, err)
+	}
+	if span != nil {
+		span.SetStatus(codes.Error, e.Message())
+		span.SetAttributes(attribute.String("funcmesh.code", string(e.Code())), attribute.Int("http.response.status_code", e.HTTPStatus()))
+		span.End()
+	}
+	s.metrics.served(s.name, ep.name, e.Code())
+	s.replyError(c.reply, e)
+}
+
+// reply sends a function's result.
+//
+//go:noinline
+func (s *Service) reply(ctx context.Context, c *Call, out []byte) {
+	msg := nats.Msg{Subject: c.reply, Data: out}
 	if ct := c.replyContentType; ct != "" && ct != jsonContentType {
 		msg.Header = nats.Header{transport.HeaderContentType: {ct}}
 	}
-	if err := s.nc.PublishMsg(msg); err != nil {
-		if errors.Is(err, nats.ErrMaxPayload) {
-			cause := fmt.Errorf("mesh: result of %s.%s is %d bytes, over the broker's max payload of %d: %w", s.name, ep.name, len(out), s.nc.MaxPayload(), err)
-			s.report(ctx, c, cause)
-			s.replyError(reply, transport.NewError(transport.CodeInternal, "result too large"))
-			return
-		}
-		s.log(ctx, slog.LevelWarn, "mesh: sending reply", slog.String("service", s.name), slog.String("function", ep.name), slog.String("request_id", c.requestID), slog.String("error", err.Error()))
+	if err := s.nc.PublishMsg(&msg); err != nil {
+		s.replyFailed(ctx, c, len(out), err)
 	}
+}
+
+// replyFailed handles a result that could not be sent.
+//
+//go:noinline
+func (s *Service) replyFailed(ctx context.Context, c *Call, size int, err error) {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		cause := fmt.Errorf("mesh: result of %s.%s is %d bytes, over the broker's max payload of %d: %w", s.name, c.ep.name, size, s.nc.MaxPayload(), err)
+		s.report(ctx, c, cause)
+		s.replyError(c.reply, transport.NewError(transport.CodeInternal, "result too large"))
+		return
+	}
+	s.log(ctx, slog.LevelWarn, "mesh: sending reply", slog.String("service", s.name), slog.String("function", c.ep.name), slog.String("request_id", c.requestID), slog.String("error", err.Error()))
 }
 
 // run calls the function and turns a panic into a *PanicError.
