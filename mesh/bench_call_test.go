@@ -39,7 +39,7 @@ import (
 // Run it with
 //
 //	go test -run '^$' -bench BenchmarkCall -count 6 ./mesh/ | tee new.txt
-//	benchstat -col /path new.txt
+//	benchstat new.txt
 //
 // ns/op is wall time per call with callParallelism×GOMAXPROCS callers at
 // once, so it is the inverse of throughput; cpu-ns/op is the CPU time the

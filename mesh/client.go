@@ -24,7 +24,8 @@ const jsonContentType = "application/json"
 
 // Client calls functions over NATS, from a host application or from inside
 // a function. A Client is safe for concurrent use and cheap to share: make
-// one per connection.
+// one per connection, or one over several with [WithConns] when many
+// calls are made at once.
 //
 // Each call carries, in the headers of the wire contract (see package
 // transport): the deadline (the context's, or [WithTimeout]'s), the request
