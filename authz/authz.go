@@ -195,36 +195,24 @@ func (a *Authorizer) evaluate(ctx context.Context, p *policy, in *Input, params 
 		return Decision{}, ErrNotReady
 	}
 	if pl == nil {
-		planned, err := p.plan(ctx, in.Service, in.Function)
-		if err != nil {
-			return Decision{}, err
-		}
+		planned := p.plan(in.Service, in.Function)
 		pl = &planned
 	}
-	var input ast.Value // built when first needed: a constant rule needs none
 	if pl.rule != nil {
-		ok := pl.rule.allow
-		if !pl.rule.constant {
-			var err error
-			if input, err = in.value(pl.uses, params); err != nil {
-				return Decision{}, err
-			}
-			if ok, err = p.rules.allowed(ctx, pl.rule, ast.NewTerm(input)); err != nil {
-				return Decision{}, fmt.Errorf("authz: rule config: %w", err)
-			}
+		d, err := p.rules.decide(ctx, pl.rule, in, params)
+		if err != nil {
+			return Decision{}, fmt.Errorf("authz: rule config: %w", err)
 		}
-		if !ok {
-			return p.rules.denial(ctx, in, params, a.logger())
+		if !d.Allow {
+			return d, nil
 		}
 	}
 	if p.user == nil {
 		return Decision{Allow: true}, nil
 	}
-	if input == nil {
-		var err error
-		if input, err = in.value(pl.uses, params); err != nil {
-			return Decision{}, err
-		}
+	input, err := in.value(pl.uses, params)
+	if err != nil {
+		return Decision{}, err
 	}
 	return p.user.decide(ctx, input, a.logger())
 }

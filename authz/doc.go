@@ -118,12 +118,16 @@
 //
 //	authz: rule config: services.payments.functions.charge.rule.clauses[1].eval: unknown operator "=~"
 //
-// The config is compiled to a Rego module, package funcmesh.rules, one
-// rule per node of each rule tree ([RuleConfig.Rego] returns it; save it
-// to read it or to opa test it), and evaluated by the same OPA machinery as
-// a hand-written policy. Given both a rule config and Rego modules, both
-// must allow: the rules decide first, and a call they allow goes on to the
-// Rego policy, whose decision then stands.
+// The config's meaning is a Rego module, package funcmesh.rules, one rule
+// per node of each rule tree: [RuleConfig.Rego] returns it (save it to
+// read it or to opa test it). The Authorizer decides a config natively, in
+// Go, with that module's semantics: the same fallback chain, the same
+// 401/403 denials with the same reasons, and operands compared as OPA
+// values with OPA's own comparison, the one Rego's == and < call. The
+// tests and fuzzers check, call by call, that the Authorizer and the
+// module evaluated by OPA decide alike. Given both a rule config and Rego
+// modules, both must allow: the rules decide first, and a call they allow
+// goes on to the Rego policy, whose decision then stands.
 //
 // # Fail closed
 //
@@ -153,9 +157,9 @@
 // A decision for a hand-written policy costs one prepared OPA evaluation
 // (two when a package's allow is not true: allow first, then the rest for
 // the status and reason), over an input document built lazily from the
-// request. A rule config is partially evaluated per service and function
-// the first time it is called: the fallback chain is resolved and the rule
-// tree inlined, so a call evaluates a few expressions over input.auth and
-// input.params, or none (allow and deny become constants). See
-// BenchmarkDecision.
+// request. A rule config costs no OPA evaluation: its entries are built at
+// load, with constant clauses folded (an or with an allow clause allows),
+// and a decision walks one rule tree, converting only the claims and
+// params a match reads: about 0.2 µs and one allocation for an
+// authenticated-and-role rule. See BenchmarkDecision.
 package authz

@@ -17,8 +17,8 @@ import (
 
 // FuzzRules feeds rule configs to ParseRules. A config either fails with
 // an error or compiles to Rego the Authorizer loads; then, for a spread of
-// calls, the Authorizer (partial evaluation, cached per service and
-// function) must decide exactly as the whole generated module does.
+// calls, the Authorizer (which decides natively, in Go) must decide
+// exactly as the whole generated module does: allow, status and reason.
 func FuzzRules(f *testing.F) {
 	for _, s := range []string{
 		designRules,
@@ -58,8 +58,10 @@ func FuzzRules(f *testing.F) {
 			services = append(services, s)
 			functions = append(functions, slices.Sorted(maps.Keys(cfg.Services[s].Functions))...)
 		}
-		auths := []map[string]any{nil, {"sub": "u", "role": "admin", "x": 1.5, "level": 3}}
-		params := []string{`null`, `{"amount": 5, "public": true, "code": "007", "n": 0, "y": 1.5, "x": "a"}`}
+		auths := []map[string]any{nil, {"sub": "u", "role": "admin", "x": 1.5, "level": 3},
+			{"sub": "u", "role": map[string]any{"name": "admin"}, "x": json.Number("1.50"), "level": "3", "a": map[string]any{"b": []any{"c"}}}}
+		params := []string{`null`, `{"amount": 5, "public": true, "code": "007", "n": 0, "y": 1.5, "x": "a"}`,
+			`{"amount": 5.0, "public": "true", "code": 7, "n": -0, "y": 15e-1, "x": 1.5, "a": {"b": ["c"]}, "role": "admin"}`}
 		for _, s := range services[:min(len(services), 3)] {
 			for _, fn := range functions[:min(len(functions), 4)] {
 				for _, auth := range auths {
@@ -70,7 +72,7 @@ func FuzzRules(f *testing.F) {
 							t.Fatalf("%s.%s: %v", s, fn, err)
 						}
 						want := fullDecision(t, full, in, p)
-						if got.Allow != want.Allow || got.Status != want.Status {
+						if got.Allow != want.Allow || got.Status != want.Status || got.Reason != want.Reason {
 							t.Fatalf("%s.%s auth %v params %s: Authorizer %+v, module %+v\n%s", s, fn, auth, p, got, want, src)
 						}
 					}
@@ -103,6 +105,7 @@ func fullDecision(t *testing.T, pq rego.PreparedEvalQuery, in authz.Input, param
 		n, _ := s.Int64()
 		d.Status = int(n)
 	}
+	d.Reason, _ = m["reason"].(string)
 	return d
 }
 
@@ -152,7 +155,8 @@ func FuzzDecodeParams(f *testing.F) {
 // FuzzRuleTrees builds rule configs from the fuzzer's bytes, so that
 // nearly every input is a config that validates, and checks the
 // Authorizer's decisions against the whole generated module, as FuzzRules
-// does, over calls that reach every entry and the fallbacks.
+// does, over calls that reach every entry and the fallbacks, with claims
+// and params of every JSON type and numbers written several ways.
 func FuzzRuleTrees(f *testing.F) {
 	f.Add([]byte{0})
 	f.Add([]byte{3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
@@ -186,8 +190,12 @@ func FuzzRuleTrees(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the generated Rego does not prepare: %v\n%s", err, rego_)
 		}
-		auths := []map[string]any{nil, {}, {"role": "admin", "level": 3}, {"role": "user", "level": "3"}}
-		params := []string{`null`, `{"amount": 5, "code": "7", "public": true}`, `{"amount": "5", "code": 7, "public": "true", "level": 3}`}
+		auths := []map[string]any{nil, {}, {"role": "admin", "level": 3}, {"role": "user", "level": "3"},
+			{"role": nil, "level": 3.0, "amount": json.Number("5.0"), "team": map[string]any{"name": "core", "list": []any{1.0, "a"}}, "list": []any{1.0, "a"}},
+			{"role": true, "level": json.Number("1e2"), "code": -0.0, "team": "core", "public": false}}
+		params := []string{`null`, `{"amount": 5, "code": "7", "public": true}`, `{"amount": "5", "code": 7, "public": "true", "level": 3}`,
+			`{"amount": 5.0, "code": 7e0, "level": 100, "role": "admin", "team": {"name": "core", "list": [1, "a"]}, "list": [1.0, "a"]}`,
+			`{"amount": -0, "code": null, "public": false, "level": 1E2, "team": [1], "list": {}}`, `[1, 2]`, `"admin"`}
 		for _, s := range []string{"payments", "orders", "zz"} {
 			for _, fn := range []string{"charge", "list", "zz"} {
 				for _, auth := range auths {
@@ -197,7 +205,7 @@ func FuzzRuleTrees(f *testing.F) {
 						if err != nil {
 							t.Fatalf("%s.%s: %v", s, fn, err)
 						}
-						if want := fullDecision(t, full, in, p); got.Allow != want.Allow || got.Status != want.Status {
+						if want := fullDecision(t, full, in, p); got.Allow != want.Allow || got.Status != want.Status || got.Reason != want.Reason {
 							t.Fatalf("%s.%s auth %v params %s: Authorizer %+v, module %+v\n%s", s, fn, auth, p, got, want, rego_)
 						}
 					}
@@ -242,6 +250,9 @@ func genRule(s *byteSource, depth int) authz.Rule {
 
 func genOperand(s *byteSource) any {
 	ops := []any{"args.auth.role", "args.auth.level", "args.params.amount", "args.params.code", "args.params.public", "args.params.level",
-		"admin", "7", 7, 3.5, 5, true, false}
+		"admin", "7", 7, 3.5, 5, true, false,
+		"args.auth.team.name", "args.params.team.name", "args.auth.team", "args.params.team", "args.auth.list", "args.params.list",
+		"args.auth.amount", "args.params.role", "args.auth.team.list", "args.params.team.list", "args.auth.public", "args.auth.code",
+		"core", "", 100, 1e2, -0.0, 0, json.Number("5.00"), json.Number("-1.5e3"), "3"}
 	return ops[int(s.next())%len(ops)]
 }

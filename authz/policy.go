@@ -51,7 +51,7 @@ func compilePolicy(ctx context.Context, l *loaded, query string) (*policy, error
 	}
 	if l.rules != nil {
 		var err error
-		if p.rules, err = newRulesEval(ctx, l.rules); err != nil {
+		if p.rules, err = newRulesEval(l.rules); err != nil {
 			return nil, err
 		}
 	}
@@ -66,20 +66,17 @@ type plan struct {
 	rule *ruleEntry
 }
 
-func (p *policy) plan(ctx context.Context, service, function string) (plan, error) {
+func (p *policy) plan(service, function string) plan {
 	var pl plan
 	if p.user != nil {
 		pl.uses = p.user.uses
 	}
 	if p.rules == nil {
-		return pl, nil
+		return pl
 	}
-	e, err := p.rules.entry(ctx, service, function)
-	if err != nil {
-		return pl, err
-	}
+	e := p.rules.entry(service, function)
 	pl.uses, pl.rule = pl.uses.union(e.uses), e
-	return pl, nil
+	return pl
 }
 
 // parseQuery checks that a query is a reference into data by constant

@@ -29,8 +29,8 @@ import (
 // services.s.functions.f, services.s.functions.default,
 // services.default.functions.f and services.default.functions.default that
 // exists; when none does the call is denied. [ParseRules] reads the JSON
-// form; [RuleConfig.Rego] compiles a config to the Rego module the
-// [Authorizer] evaluates.
+// form; [RuleConfig.Rego] compiles a config to the Rego module that
+// defines its meaning, which the [Authorizer] implements natively.
 type RuleConfig struct {
 	Services map[string]ServiceRules `json:"services"`
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // RulesPackage is the package of the Rego module a [RuleConfig] compiles
-// to, and RulesQuery the decision in it the [Authorizer] evaluates.
+// to, and RulesQuery the decision in it.
 const (
 	RulesPackage = "funcmesh.rules"
 	RulesQuery   = "data." + RulesPackage + ".decision"
@@ -27,8 +27,10 @@ const (
 // trees are unrolled), each preceded by a comment naming its path in the
 // config. A denial has status 401 when the caller is anonymous and the
 // entry's rule refers to the claims (an authenticated rule or an args.auth
-// reference), 403 otherwise. The module is what the [Authorizer]
-// evaluates; save it to read it or to test it with opa test.
+// reference), 403 otherwise. The module is the config's meaning: the
+// [Authorizer] decides a config natively with the same semantics (its
+// tests check the two agree); save it to read it or to test it with opa
+// test.
 func (c *RuleConfig) Rego() (string, error) {
 	if err := c.Validate(); err != nil {
 		return "", err
@@ -254,6 +256,11 @@ func literal(v any) string {
 	case string:
 		return quote(x)
 	case json.Number:
+		if strings.HasPrefix(string(x), "-") {
+			// At the start of a line, -1 would continue the expression
+			// above it as a subtraction.
+			return "(" + string(x) + ")"
+		}
 		return string(x)
 	case bool:
 		if x {

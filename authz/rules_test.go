@@ -125,7 +125,7 @@ func TestRuleSemantics(t *testing.T) {
 			if got := d.Status; d.Allow != (tt.want == 0) || got != tt.want {
 				t.Errorf("got %+v; want status %d (0: allowed)", d, tt.want)
 			}
-			// The residual agrees with the whole module.
+			// The Authorizer agrees with the whole module.
 			if full := evalFull(t, cfg, tt.svc, tt.fn, tt.auth, tt.params); full.Allow != d.Allow || full.Status != d.Status {
 				t.Errorf("the whole module decides %+v; the Authorizer %+v", full, d)
 			}
@@ -155,7 +155,7 @@ func TestRulesNothingMatches(t *testing.T) {
 }
 
 // evalFull evaluates the whole generated module with plain OPA, the
-// reference the Authorizer's partial evaluation must agree with.
+// reference the Authorizer must agree with.
 func evalFull(t testing.TB, cfg *authz.RuleConfig, svc, fn string, auth map[string]any, params any) authz.Decision {
 	t.Helper()
 	src, err := cfg.Rego()
@@ -304,8 +304,7 @@ func TestRulesFromGo(t *testing.T) {
 }
 
 // TestRulesConcurrentFirstCalls makes the first calls to many functions
-// at once, so that their residuals are made concurrently. Run it with
-// -race.
+// at once, from many goroutines. Run it with -race.
 func TestRulesConcurrentFirstCalls(t *testing.T) {
 	t.Parallel()
 	cfg, err := authz.ParseRules([]byte(strings.Replace(semanticsRules, `"odd key"`, `"oddkey"`, 1)))
@@ -344,6 +343,31 @@ func TestRulesConcurrentFirstCalls(t *testing.T) {
 		}
 		if full := evalFull(t, cfg, c.svc, c.fn, auth, params); full.Allow != c.d.Allow || full.Status != c.d.Status {
 			t.Errorf("%s.%s: Authorizer %+v, module %+v", c.svc, c.fn, c.d, full)
+		}
+	}
+}
+
+// TestNegativeLiteralFirst is a config whose match starts with a negative
+// number: in the generated Rego, -1 at the start of a line continued the
+// line above as a subtraction, and the module did not compile.
+func TestNegativeLiteralFirst(t *testing.T) {
+	t.Parallel()
+	cfg, err := authz.ParseRules([]byte(`{"services": {"payments": {"functions": {"charge": {"rule": {"rule": "match", "eval": "<", "f1": -1.5e3, "f2": "args.params.amount"}}}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAuthorizer(t, authz.Rules(cfg))
+	for _, tt := range []struct {
+		amount any
+		allow  bool
+	}{{0, true}, {-1500, false}, {-2000, false}, {"0", false}} {
+		params := map[string]any{"amount": tt.amount}
+		d, err := a.Authorize(context.Background(), authz.Input{Service: "payments", Function: "charge", Params: params})
+		if err != nil || d.Allow != tt.allow {
+			t.Errorf("amount %v: got %+v, %v; want allow %v", tt.amount, d, err, tt.allow)
+		}
+		if full := evalFull(t, cfg, "payments", "charge", nil, params); full.Allow != d.Allow || full.Status != d.Status {
+			t.Errorf("amount %v: the whole module decides %+v; the Authorizer %+v", tt.amount, full, d)
 		}
 	}
 }
