@@ -1,5 +1,29 @@
 package middleware
 
+import "time"
+
 // DecodeJSONObject exposes the claims decoder to the black-box tests, which
 // hold it to encoding/json's results.
 var DecodeJSONObject = decodeJSONObject
+
+// SetJWTClock makes v read the time from now, in its cache and in jwt's
+// validator alike. Call it before v is used.
+func SetJWTClock(v *JWTVerifier, now func() time.Time) { v.now = now }
+
+// JWTCacheLen returns the number of tokens in v's cache and their
+// estimated bytes; -1, -1 when v has no cache.
+func JWTCacheLen(v *JWTVerifier) (entries, bytes int) {
+	if v.cache == nil {
+		return -1, -1
+	}
+	return v.cache.len()
+}
+
+// JWTCacheBounds returns the bounds of v's cache: entries, total bytes
+// and bytes per entry.
+func JWTCacheBounds(v *JWTVerifier) (entries, bytes, entryBytes int) {
+	return v.cache.maxEntries, v.cache.maxBytes, v.cache.maxEntryBytes
+}
+
+// ClaimsSize is the cache's estimate of the memory of decoded claims.
+var ClaimsSize = claimsSize
