@@ -171,17 +171,26 @@ func (c *tokenCache) len() (entries, bytes int) {
 }
 
 // Estimated memory, in bytes, of the parts of an entry. They err on the
-// large side; a test holds claimsSize to the allocations the decoder
-// really makes.
+// large side; a test holds claimsSize to the memory the decoder really
+// keeps.
 const (
-	entryOverhead = 256 // verifiedToken, its sync.Map node and slot
-	boxOverhead   = 16  // a string or slice header boxed in an interface
-	allocSlack    = 8   // rounding up to the allocator's size classes
+	entryOverhead = 320 // verifiedToken, its sync.Map nodes and boxed key, its slot
+	boxOverhead   = 32  // a string or slice header boxed in an interface
 )
 
 // entrySize estimates the memory an entry keeps alive.
 func entrySize(token string, raw []byte, claims map[string]any) int {
-	return entryOverhead + len(token) + cap(raw) + allocSlack + claimsSize(claims)
+	return entryOverhead + len(token) + allocSize(cap(raw)) + claimsSize(claims)
+}
+
+// allocSize bounds the memory the allocator takes for n bytes: small
+// sizes go up to their size class, 12.5% more at most, and 16 bytes at
+// least; large ones to whole 8 KiB pages.
+func allocSize(n int) int {
+	if n <= 32<<10 {
+		return max(16, n+n/8+8)
+	}
+	return (n + 8<<10 - 1) &^ (8<<10 - 1)
 }
 
 // claimsSize estimates the memory of a value decodeJSONObject returns:
@@ -191,40 +200,40 @@ func claimsSize(v any) int {
 	case map[string]any:
 		n := mapSize(len(v))
 		for k, x := range v {
-			n += len(k) + allocSlack + claimsSize(x)
+			n += allocSize(len(k)) + claimsSize(x)
 		}
 		return n
 	case []any:
-		// The boxed slice header, and a backing array up to twice the
-		// length, as append grows it.
-		n := boxOverhead + 8 + 2*16*cap(v)
+		// The boxed slice header and the backing array.
+		n := boxOverhead + allocSize(16*cap(v))
 		for _, x := range v {
 			n += claimsSize(x)
 		}
 		return n
 	case string:
-		return boxOverhead + len(v) + allocSlack
+		return boxOverhead + allocSize(len(v))
 	case json.Number:
-		return boxOverhead + len(v) + allocSlack
+		return boxOverhead + allocSize(len(v))
 	case bool, nil:
 		return 0 // interfaces to static values
 	}
-	return 32
+	return 64
 }
 
 // mapSize estimates a map[string]any of n entries without its keys' and
 // values' own memory: a header, and groups of 8 slots of 32 bytes (a
 // string key and an interface value) and a control word, filled to 7/8
-// at most, in tables whose size is a power of two.
+// at most, in tables of at most 128 groups, each table's groups in one
+// allocation.
 func mapSize(n int) int {
-	const header, group = 48, 8 + 8*32
+	const header, group, maxGroups = 48, 8 + 8*32, 128
 	groups := 1
 	for groups*7 < n {
 		groups *= 2
 	}
-	size := header + groups*group
-	if groups > 1 {
-		size += 64 // the table and its directory
+	if groups <= maxGroups {
+		return header + 64 + allocSize(groups*group)
 	}
-	return size
+	tables := groups / maxGroups
+	return header + 64 + tables*(128+allocSize(maxGroups*group)+8<<10/8)
 }
