@@ -27,3 +27,10 @@ func JWTCacheBounds(v *JWTVerifier) (entries, bytes, entryBytes int) {
 
 // ClaimsSize is the cache's estimate of the memory of decoded claims.
 var ClaimsSize = claimsSize
+
+// DecodeJWTHeader exposes the header reader to the tests, which hold it
+// to what encoding/json's map of the header says.
+func DecodeJWTHeader(s string) (alg, kid string, hasKid, kidIsString, crit bool, err error) {
+	h, err := decodeJWTHeader(s)
+	return h.alg, h.kid, h.hasKid, h.kidStr, h.crit, err
+}

@@ -283,6 +283,22 @@ func (v *JWTVerifier) Refresh(ctx context.Context) error {
 // bits of the last character zero, so each token has one spelling.
 var segment = base64.RawURLEncoding.Strict()
 
+// decodeSegment decodes a short segment, such as a token's header, into a
+// string, without the intermediate allocations of DecodeString.
+func decodeSegment(s string) (string, error) {
+	var src [256]byte
+	var dst [192]byte // 256 × 3/4
+	if len(s) > len(src) {
+		b, err := segment.DecodeString(s)
+		return string(b), err
+	}
+	n, err := segment.Decode(dst[:], src[:copy(src[:], s)])
+	if err != nil {
+		return "", err
+	}
+	return string(dst[:n]), nil
+}
+
 // Verify checks token, a JWT in compact form, and returns its claims and
 // raw, the claims as the JSON the token carries (compacted to one line if
 // it had line breaks, so it can go in a header as is). Numbers in the
@@ -327,24 +343,21 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "not three segments")
 	}
 
-	hb, err := segment.DecodeString(h)
+	hs, err := decodeSegment(h)
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "header: %v", err)
 	}
-	header, err := decodeJSONObject(hb)
+	header, err := decodeJWTHeader(hs)
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "header: %v", err)
 	}
-	alg, _ := header["alg"].(string)
-	kid := ""
-	if k, ok := header["kid"]; ok {
-		if kid, ok = k.(string); !ok {
-			return nil, nil, tokenErr(jwt.ErrTokenMalformed, "kid is not a string")
-		}
+	if header.hasKid && !header.kidStr {
+		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "kid is not a string")
 	}
-	if _, ok := header["crit"]; ok {
+	if header.crit {
 		return nil, nil, tokenErr(jwt.ErrTokenUnverifiable, "crit header")
 	}
+	alg, kid := header.alg, header.kid
 	method := v.methods[alg]
 	if method == nil {
 		return nil, nil, tokenErr(jwt.ErrTokenUnverifiable, "algorithm %.20q not allowed", alg)
