@@ -25,8 +25,9 @@ func JWTCacheBounds(v *JWTVerifier) (entries, bytes, entryBytes int) {
 	return v.cache.maxEntries, v.cache.maxBytes, v.cache.maxEntryBytes
 }
 
-// ClaimsSize is the cache's estimate of the memory of decoded claims.
-var ClaimsSize = claimsSize
+// DecodedSize is the cache's estimate of the memory of the claims decoded
+// from n bytes of JSON.
+var DecodedSize = decodedSize
 
 // DecodeJWTHeader exposes the header reader to the tests, which hold it
 // to what encoding/json's map of the header says.

@@ -376,6 +376,7 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "claims: %v", err)
 	}
+	payloadLen := len(raw)
 	claims, err = decodeJSONObject(raw)
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "claims: %v", err)
@@ -391,13 +392,13 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 		raw = buf.Bytes()
 	}
 	if v.cache != nil {
-		v.remember(token, claims, raw, gen)
+		v.remember(token, claims, raw, payloadLen, gen)
 	}
 	return claims, raw, nil
 }
 
 // remember puts a token that passed every check in the cache.
-func (v *JWTVerifier) remember(token string, claims map[string]any, raw []byte, gen uint64) {
+func (v *JWTVerifier) remember(token string, claims map[string]any, raw []byte, payloadLen int, gen uint64) {
 	e := &verifiedToken{token: token, claims: claims, raw: raw, gen: gen, slot: -1}
 	// The validator accepted the claims: these getters succeed. They are
 	// the ones it uses, so the times are the ones it compared.
@@ -408,7 +409,7 @@ func (v *JWTVerifier) remember(token string, claims map[string]any, raw []byte, 
 	if nbf, err := mc.GetNotBefore(); err == nil && nbf != nil {
 		e.hasNbf, e.nbfFrom = true, nbf.Add(-v.leeway)
 	}
-	e.size = entrySize(token, raw, claims)
+	e.size = entrySize(token, raw, payloadLen, claims)
 	v.cache.add(e)
 }
 

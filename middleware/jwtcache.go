@@ -171,16 +171,25 @@ func (c *tokenCache) len() (entries, bytes int) {
 }
 
 // Estimated memory, in bytes, of the parts of an entry. They err on the
-// large side; a test holds claimsSize to the memory the decoder really
+// large side; a test holds decodedSize to the memory the decoder really
 // keeps.
 const (
 	entryOverhead = 320 // verifiedToken, its sync.Map nodes and boxed key, its slot
 	boxOverhead   = 32  // a string or slice header boxed in an interface
 )
 
-// entrySize estimates the memory an entry keeps alive.
-func entrySize(token string, raw []byte, claims map[string]any) int {
-	return entryOverhead + len(token) + allocSize(cap(raw)) + claimsSize(claims)
+// entrySize estimates the memory an entry keeps alive: the token, raw,
+// and the claims decoded from payloadLen bytes of JSON (raw before it was
+// compacted).
+func entrySize(token string, raw []byte, payloadLen int, claims map[string]any) int {
+	return entryOverhead + len(token) + allocSize(cap(raw)) + decodedSize(payloadLen, claims)
+}
+
+// decodedSize estimates the memory of the claims decodeJSONObject decoded
+// from n bytes of JSON: the string it copied them to, whose pieces the
+// keys, strings and numbers are, and the rest.
+func decodedSize(n int, claims map[string]any) int {
+	return allocSize(n) + claimsSize(claims)
 }
 
 // allocSize bounds the memory the allocator takes for n bytes: small
@@ -194,7 +203,9 @@ func allocSize(n int) int {
 }
 
 // claimsSize estimates the memory of a value decodeJSONObject returns:
-// maps, slices, strings and the interfaces that box them.
+// maps, slices, strings and the interfaces that box them. Strings count
+// in full, although most are pieces of the decoder's copy of the JSON:
+// those with escapes are not.
 func claimsSize(v any) int {
 	switch v := v.(type) {
 	case map[string]any:

@@ -617,6 +617,8 @@ func TestJWTCacheSizeEstimate(t *testing.T) {
 		"nested objects":   `{"a":` + strings.Repeat(`{"a":`, 300) + "1" + strings.Repeat("}", 300) + "}",
 		"escaped strings":  keys(50, `"caf\u00e9 \"x\""`),
 		"long string":      `{"a":"` + strings.Repeat("x", 10000) + `"}`,
+		"blanks":           `{"a":1` + strings.Repeat(" ", 10000) + `}`,
+		"long key":         `{"` + strings.Repeat("k", 5000) + `":"` + strings.Repeat("v", 5000) + `"}`,
 	}
 	for name, p := range payloads {
 		const n = 200
@@ -634,7 +636,7 @@ func TestJWTCacheSizeEstimate(t *testing.T) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		real := int(after.HeapAlloc-before.HeapAlloc) / n
-		est := middleware.ClaimsSize(kept[0])
+		est := middleware.DecodedSize(len(p), kept[0])
 		runtime.KeepAlive(kept)
 		t.Logf("%-16s %6d bytes of JSON: kept %7d bytes, estimated %7d", name, len(p), real, est)
 		if est < real {
