@@ -362,7 +362,20 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 	if method == nil {
 		return nil, nil, tokenErr(jwt.ErrTokenUnverifiable, "algorithm %.20q not allowed", alg)
 	}
-	sig, err := segment.DecodeString(s)
+	// The signature goes in a buffer on the stack (an HMAC is 64 bytes at
+	// most, an RSA-4096 signature 512) unless it is longer.
+	var (
+		sigBuf [512]byte
+		sigSrc [688]byte // base64 of 512 bytes, and then some
+		sig    []byte
+	)
+	if segment.DecodedLen(len(s)) <= len(sigBuf) && len(s) <= len(sigSrc) {
+		var n int
+		n, err = segment.Decode(sigBuf[:], sigSrc[:copy(sigSrc[:], s)])
+		sig = sigBuf[:n]
+	} else {
+		sig, err = segment.DecodeString(s)
+	}
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "signature: %v", err)
 	}
