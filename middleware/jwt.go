@@ -127,6 +127,10 @@ type JWTOptions struct {
 // "crit" header is rejected, since the verifier understands no
 // extensions.
 //
+// It remembers the tokens it has verified, so that a token seen before is
+// accepted again without a signature check while its time claims hold and
+// the keys are unchanged (see [JWTOptions].CacheSize).
+//
 // A JWTVerifier is safe for concurrent use. Close it when done if it has a
 // JWKSURL: that stops the goroutine which refreshes the key set.
 type JWTVerifier struct {
@@ -319,6 +323,9 @@ func decodeSegment(s string) (string, error) {
 // token. They must not be modified, by the caller or by anything the
 // claims are passed on to.
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[string]any, raw []byte, err error) {
+	if len(token) > MaxJWTLen {
+		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "longer than %d bytes", MaxJWTLen)
+	}
 	if v.cache != nil {
 		if e := v.cache.get(token); e != nil {
 			if e.gen == v.keyGen() && e.current(v.now()) {
@@ -328,9 +335,6 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 			// again, which gives the error a first verification would.
 			v.cache.remove(e)
 		}
-	}
-	if len(token) > MaxJWTLen {
-		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "longer than %d bytes", MaxJWTLen)
 	}
 	for i := 0; i < len(token); i++ {
 		if c := token[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
@@ -498,7 +502,8 @@ func tokenErr(kind error, format string, args ...any) error {
 //     authorization policy decides what an anonymous caller may do.
 //   - A valid token: its claims go in the request's context
 //     ([ClaimsFromContext], [ClaimsJSONFromContext]) and the request goes
-//     on.
+//     on. The claims are read-only: requests with the same token share
+//     them.
 //   - Anything else (a token that fails [JWTVerifier.Verify], an empty
 //     Bearer, two Authorization headers): 401 with
 //     WWW-Authenticate: Bearer error="invalid_token" and the JSON error

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"encoding/json"
+	"hash/maphash"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -41,7 +42,8 @@ type verifiedToken struct {
 	gen  uint64 // generation of the JWKS keys it was verified with
 	size int    // estimated bytes of memory
 
-	slot int // index in tokenCache.entries, -1 once removed; guarded by tokenCache.mu
+	shard *cacheShard // set when added
+	slot  int         // index in shard.entries, -1 when not there; guarded by shard.mu
 }
 
 // current reports whether the token's time claims still hold at now,
@@ -62,21 +64,36 @@ func (e *verifiedToken) current(now time.Time) bool {
 // Lookups take no lock and write no shared memory (sync.Map's reads are
 // lock-free), so a token that every request carries does not make a hot
 // spot however many cores serve them. Adding and removing entries takes
-// mu, which only the requests that verify a token in full (tens of
-// microseconds for RSA and ECDSA) or meet a stale entry contend for.
-// When full, the cache evicts entries picked at random: cheap, and no
-// sequence of tokens can make it keep more than its bounds.
+// the lock of one of up to 16 shards, picked by a hash of the token, so
+// that the requests which verify tokens in full do not all queue on one
+// lock either. Each shard keeps its part of the bounds; when full, it
+// evicts entries picked at random: cheap, and no sequence of tokens can
+// make it keep more than its bounds.
 type tokenCache struct {
-	m sync.Map // token string → *verifiedToken
+	m      sync.Map // token string → *verifiedToken
+	seed   maphash.Seed
+	shards []cacheShard // a power of two of them
 
-	mu      sync.Mutex
-	entries []*verifiedToken // every entry of m, in no order
-	bytes   int              // sum of entries' size
-
-	maxEntries    int
+	maxEntries    int // the sums of the shards' bounds
 	maxBytes      int
 	maxEntryBytes int
 }
+
+// cacheShard holds the bookkeeping of a part of the tokens.
+type cacheShard struct {
+	mu         sync.Mutex
+	entries    []*verifiedToken // its entries in m, in no order
+	bytes      int              // sum of entries' size
+	maxEntries int
+	maxBytes   int
+
+	_ [64]byte // a cache line of its own
+}
+
+// maxCacheShards is the most shards a cache has; each has 8 entries at
+// least, so that its share of the bytes holds an entry of the largest
+// size (64 KiB).
+const maxCacheShards = 16
 
 // newTokenCache returns a cache of size entries, nil when size is
 // negative.
@@ -87,15 +104,24 @@ func newTokenCache(size int) *tokenCache {
 	case size == 0:
 		size = DefaultJWTCacheSize
 	}
-	maxBytes := size * jwtCacheBytesPerEntry
-	if maxBytes/jwtCacheBytesPerEntry != size { // overflow
-		maxBytes = int(^uint(0) >> 1)
+	size = min(size, 1<<30) // bytes below overflow
+	n := 1
+	for n < maxCacheShards && 2*n*8 <= size {
+		n *= 2
 	}
-	return &tokenCache{
-		maxEntries:    size,
-		maxBytes:      maxBytes,
-		maxEntryBytes: min(jwtCacheMaxEntryBytes, maxBytes),
+	c := &tokenCache{seed: maphash.MakeSeed(), shards: make([]cacheShard, n)}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.maxEntries = size / n
+		if i < size%n {
+			sh.maxEntries++
+		}
+		sh.maxBytes = sh.maxEntries * jwtCacheBytesPerEntry
+		c.maxEntries += sh.maxEntries
+		c.maxBytes += sh.maxBytes
 	}
+	c.maxEntryBytes = min(jwtCacheMaxEntryBytes, size/n*jwtCacheBytesPerEntry)
+	return c
 }
 
 // get returns the entry of token, nil when there is none.
@@ -108,66 +134,76 @@ func (c *tokenCache) get(token string) *verifiedToken {
 }
 
 // add puts e in the cache, in place of any entry of the same token,
-// evicting entries at random to make room. An entry larger than
-// maxEntryBytes is not kept.
+// evicting entries of its shard at random to make room. An entry larger
+// than maxEntryBytes is not kept.
 func (c *tokenCache) add(e *verifiedToken) {
 	if e.size > c.maxEntryBytes {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	// A token always goes to the same shard, whose lock then orders every
+	// change of its entry in m.
+	sh := &c.shards[maphash.String(c.seed, e.token)&uint64(len(c.shards)-1)]
+	e.shard = sh
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	if old, ok := c.m.Load(e.token); ok {
 		c.removeLocked(old.(*verifiedToken))
 	}
-	for len(c.entries) > 0 && (len(c.entries) >= c.maxEntries || c.bytes+e.size > c.maxBytes) {
-		c.removeLocked(c.entries[rand.IntN(len(c.entries))])
+	for len(sh.entries) > 0 && (len(sh.entries) >= sh.maxEntries || sh.bytes+e.size > sh.maxBytes) {
+		c.removeLocked(sh.entries[rand.IntN(len(sh.entries))])
 	}
-	e.slot = len(c.entries)
-	c.entries = append(c.entries, e)
-	c.bytes += e.size
+	e.slot = len(sh.entries)
+	sh.entries = append(sh.entries, e)
+	sh.bytes += e.size
 	c.m.Store(e.token, e)
 }
 
 // remove drops e from the cache, unless it is gone already.
 func (c *tokenCache) remove(e *verifiedToken) {
-	c.mu.Lock()
+	e.shard.mu.Lock()
 	c.removeLocked(e)
-	c.mu.Unlock()
+	e.shard.mu.Unlock()
 }
 
+// removeLocked drops e; its shard is locked.
 func (c *tokenCache) removeLocked(e *verifiedToken) {
 	if e.slot < 0 {
 		return
 	}
-	last := len(c.entries) - 1
-	moved := c.entries[last]
-	c.entries[e.slot] = moved
+	sh := e.shard
+	last := len(sh.entries) - 1
+	moved := sh.entries[last]
+	sh.entries[e.slot] = moved
 	moved.slot = e.slot
-	c.entries[last] = nil
-	c.entries = c.entries[:last]
-	c.bytes -= e.size
+	sh.entries[last] = nil
+	sh.entries = sh.entries[:last]
+	sh.bytes -= e.size
 	e.slot = -1
 	c.m.CompareAndDelete(e.token, e)
 }
 
 // clear empties the cache.
 func (c *tokenCache) clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, e := range c.entries {
-		e.slot = -1
-		c.m.CompareAndDelete(e.token, e)
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for len(sh.entries) > 0 {
+			c.removeLocked(sh.entries[len(sh.entries)-1])
+		}
+		sh.mu.Unlock()
 	}
-	clear(c.entries)
-	c.entries = c.entries[:0]
-	c.bytes = 0
 }
 
 // len returns the number of entries and their estimated bytes.
 func (c *tokenCache) len() (entries, bytes int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries), c.bytes
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		entries += len(sh.entries)
+		bytes += sh.bytes
+		sh.mu.Unlock()
+	}
+	return entries, bytes
 }
 
 // Estimated memory, in bytes, of the parts of an entry. They err on the
