@@ -109,9 +109,10 @@ type JWTOptions struct {
 	// all (8 MiB by default), counting for each token its text, its claims
 	// JSON and its decoded claims map (an estimate that errs on the large
 	// side); a token whose entry would take more than 64 KiB (a token near
-	// [MaxJWTLen] with a large claims set) is verified in full each time.
+	// [MaxJWTLen] with a large claims set; in a cache of fewer than 8
+	// tokens, more than its whole budget) is verified in full each time.
 	// When full, the cache drops entries at random; entries found expired
-	// are dropped when met.
+	// are dropped when met. Looking a token up takes no lock.
 	//
 	// A remembered token's claims map and raw JSON are the same values
 	// for every request that carries it: they are read-only (see
