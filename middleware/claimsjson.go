@@ -18,20 +18,27 @@ import (
 // result are pieces of it (but for strings with escapes), which saves an
 // allocation for each.
 func decodeJSONObject(b []byte) (map[string]any, error) {
+	m, _, err := decodeClaims(b)
+	return m, err
+}
+
+// decodeClaims is decodeJSONObject, and also returns an estimate of the
+// memory the result takes, which errs on the large side (see allocSize).
+func decodeClaims(b []byte) (map[string]any, int, error) {
 	d := jsonDecoder{s: string(b)}
 	d.skipSpace()
 	if d.i >= len(d.s) || d.s[d.i] != '{' {
-		return nil, errors.New("not a JSON object")
+		return nil, 0, errors.New("not a JSON object")
 	}
 	v, err := d.value(0)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	d.skipSpace()
 	if d.i != len(d.s) {
-		return nil, errors.New("data after the object")
+		return nil, 0, errors.New("data after the object")
 	}
-	return v.(map[string]any), nil
+	return v.(map[string]any), allocSize(len(d.s)) + d.size, nil
 }
 
 // jwtHeader is what the verifier reads of a token's JOSE header.
@@ -121,6 +128,7 @@ type jsonDecoder struct {
 	s    string
 	i    int
 	skip bool // check the JSON only: build no maps, slices or interfaces
+	size int  // estimated bytes of what it built, but for s
 }
 
 func (d *jsonDecoder) skipSpace() {
@@ -155,12 +163,14 @@ func (d *jsonDecoder) value(depth int) (any, error) {
 		if d.skip || err != nil {
 			return nil, err
 		}
+		d.size += boxOverhead + allocSize(len(s))
 		return s, nil
 	case c == '-' || '0' <= c && c <= '9':
 		n, err := d.number()
 		if d.skip || err != nil {
 			return nil, err
 		}
+		d.size += boxOverhead + allocSize(len(n))
 		return n, nil
 	case c == 't':
 		return true, d.literal("true")
@@ -181,6 +191,7 @@ func (d *jsonDecoder) object(depth int) (any, error) {
 	d.skipSpace()
 	if d.i < len(d.s) && d.s[d.i] == '}' {
 		d.i++
+		d.size += mapSize(0)
 		return m, nil
 	}
 	for {
@@ -191,6 +202,7 @@ func (d *jsonDecoder) object(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		d.size += allocSize(len(k))
 		d.skipSpace()
 		if d.i >= len(d.s) || d.s[d.i] != ':' {
 			return nil, errJSONSyntax
@@ -214,6 +226,7 @@ func (d *jsonDecoder) object(depth int) (any, error) {
 			d.skipSpace()
 		case '}':
 			d.i++
+			d.size += mapSize(len(m))
 			return m, nil
 		default:
 			return nil, errJSONSyntax
@@ -230,6 +243,7 @@ func (d *jsonDecoder) array(depth int) (any, error) {
 	d.skipSpace()
 	if d.i < len(d.s) && d.s[d.i] == ']' {
 		d.i++
+		d.size += boxOverhead
 		return a, nil
 	}
 	for {
@@ -250,6 +264,7 @@ func (d *jsonDecoder) array(depth int) (any, error) {
 			d.skipSpace()
 		case ']':
 			d.i++
+			d.size += boxOverhead + allocSize(16*cap(a))
 			return a, nil
 		default:
 			return nil, errJSONSyntax

@@ -25,9 +25,9 @@ func JWTCacheBounds(v *JWTVerifier) (entries, bytes, entryBytes int) {
 	return v.cache.maxEntries, v.cache.maxBytes, v.cache.maxEntryBytes
 }
 
-// DecodedSize is the cache's estimate of the memory of the claims decoded
-// from n bytes of JSON.
-var DecodedSize = decodedSize
+// DecodeClaims is the claims decoder with its estimate of the memory the
+// claims take.
+var DecodeClaims = decodeClaims
 
 // DecodeJWTHeader exposes the header reader to the tests, which hold it
 // to what encoding/json's map of the header says.

@@ -394,12 +394,22 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "claims: %v", err)
 	}
-	payloadLen := len(raw)
-	claims, err = decodeJSONObject(raw)
+	claims, decoded, err := decodeClaims(raw)
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "claims: %v", err)
 	}
-	if err := v.validator.Validate(jwt.MapClaims(claims)); err != nil {
+	var (
+		entry *verifiedToken
+		vc    jwt.Claims = jwt.MapClaims(claims)
+	)
+	if v.cache != nil {
+		// The entry the token will have in the cache; its seen field
+		// notes the times the validator checks.
+		entry = &verifiedToken{token: token, claims: claims, gen: gen, slot: -1}
+		entry.seen.MapClaims = claims
+		vc = &entry.seen
+	}
+	if err := v.validator.Validate(vc); err != nil {
 		return nil, nil, fmt.Errorf("middleware: jwt: %w: %w", jwt.ErrTokenInvalidClaims, err)
 	}
 	if bytes.ContainsAny(raw, "\r\n") {
@@ -409,25 +419,26 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 		}
 		raw = buf.Bytes()
 	}
-	if v.cache != nil {
-		v.remember(token, claims, raw, payloadLen, gen)
+	if entry != nil {
+		entry.raw = raw
+		v.remember(entry, decoded)
 	}
 	return claims, raw, nil
 }
 
-// remember puts a token that passed every check in the cache.
-func (v *JWTVerifier) remember(token string, claims map[string]any, raw []byte, payloadLen int, gen uint64) {
-	e := &verifiedToken{token: token, claims: claims, raw: raw, gen: gen, slot: -1}
-	// The validator accepted the claims: these getters succeed. They are
-	// the ones it uses, so the times are the ones it compared.
-	mc := jwt.MapClaims(claims)
-	if exp, err := mc.GetExpirationTime(); err == nil && exp != nil {
+// remember puts e, a token that passed every check, in the cache; the
+// claims took decoded bytes.
+func (v *JWTVerifier) remember(e *verifiedToken, decoded int) {
+	// The times the validator accepted, with its leeway and comparisons
+	// (see verifiedToken.current).
+	if exp := e.seen.exp; exp != nil {
 		e.hasExp, e.expBefore = true, exp.Add(+v.leeway)
 	}
-	if nbf, err := mc.GetNotBefore(); err == nil && nbf != nil {
+	if nbf := e.seen.nbf; nbf != nil {
 		e.hasNbf, e.nbfFrom = true, nbf.Add(-v.leeway)
 	}
-	e.size = entrySize(token, raw, payloadLen, claims)
+	e.seen = timeClaims{}
+	e.size = entrySize(e.token, e.raw, decoded)
 	v.cache.add(e)
 }
 

@@ -1,11 +1,12 @@
 package middleware
 
 import (
-	"encoding/json"
 	"hash/maphash"
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // DefaultJWTCacheSize is how many verified tokens a [JWTVerifier] keeps
@@ -32,18 +33,41 @@ type verifiedToken struct {
 
 	// The token's time window, as jwt's Validator checks it: valid while
 	// now.Before(expBefore), i.e. now < exp+leeway, and while
-	// !now.Before(nbfFrom), i.e. now >= nbf-leeway. exp and nbf are read
-	// by jwt's own MapClaims getters, with its NumericDate precision.
+	// !now.Before(nbfFrom), i.e. now >= nbf-leeway, with the very exp and
+	// nbf the Validator compared (see timeClaims).
 	expBefore time.Time
 	nbfFrom   time.Time
 	hasExp    bool
 	hasNbf    bool
+
+	seen timeClaims // what the Validator read, until the entry is added
 
 	gen  uint64 // generation of the JWKS keys it was verified with
 	size int    // estimated bytes of memory
 
 	shard *cacheShard // set when added
 	slot  int         // index in shard.entries, -1 when not there; guarded by shard.mu
+}
+
+// timeClaims is claims as jwt's Validator reads them, noting the "exp"
+// and "nbf" it gets, so that the cache compares the very times it did.
+type timeClaims struct {
+	jwt.MapClaims
+	exp, nbf *jwt.NumericDate
+}
+
+// GetExpirationTime implements jwt.Claims.
+func (c *timeClaims) GetExpirationTime() (*jwt.NumericDate, error) {
+	d, err := c.MapClaims.GetExpirationTime()
+	c.exp = d
+	return d, err
+}
+
+// GetNotBefore implements jwt.Claims.
+func (c *timeClaims) GetNotBefore() (*jwt.NumericDate, error) {
+	d, err := c.MapClaims.GetNotBefore()
+	c.nbf = d
+	return d, err
 }
 
 // current reports whether the token's time claims still hold at now,
@@ -207,25 +231,17 @@ func (c *tokenCache) len() (entries, bytes int) {
 }
 
 // Estimated memory, in bytes, of the parts of an entry. They err on the
-// large side; a test holds decodedSize to the memory the decoder really
-// keeps.
+// large side; a test holds decodeClaims's estimate to the memory the
+// decoder really keeps.
 const (
 	entryOverhead = 320 // verifiedToken, its sync.Map nodes and boxed key, its slot
 	boxOverhead   = 32  // a string or slice header boxed in an interface
 )
 
 // entrySize estimates the memory an entry keeps alive: the token, raw,
-// and the claims decoded from payloadLen bytes of JSON (raw before it was
-// compacted).
-func entrySize(token string, raw []byte, payloadLen int, claims map[string]any) int {
-	return entryOverhead + len(token) + allocSize(cap(raw)) + decodedSize(payloadLen, claims)
-}
-
-// decodedSize estimates the memory of the claims decodeJSONObject decoded
-// from n bytes of JSON: the string it copied them to, whose pieces the
-// keys, strings and numbers are, and the rest.
-func decodedSize(n int, claims map[string]any) int {
-	return allocSize(n) + claimsSize(claims)
+// and claims of decodedSize bytes (as decodeClaims estimates them).
+func entrySize(token string, raw []byte, decodedSize int) int {
+	return entryOverhead + len(token) + allocSize(cap(raw)) + decodedSize
 }
 
 // allocSize bounds the memory the allocator takes for n bytes: small
@@ -236,35 +252,6 @@ func allocSize(n int) int {
 		return max(16, n+n/8+8)
 	}
 	return (n + 8<<10 - 1) &^ (8<<10 - 1)
-}
-
-// claimsSize estimates the memory of a value decodeJSONObject returns:
-// maps, slices, strings and the interfaces that box them. Strings count
-// in full, although most are pieces of the decoder's copy of the JSON:
-// those with escapes are not.
-func claimsSize(v any) int {
-	switch v := v.(type) {
-	case map[string]any:
-		n := mapSize(len(v))
-		for k, x := range v {
-			n += allocSize(len(k)) + claimsSize(x)
-		}
-		return n
-	case []any:
-		// The boxed slice header and the backing array.
-		n := boxOverhead + allocSize(16*cap(v))
-		for _, x := range v {
-			n += claimsSize(x)
-		}
-		return n
-	case string:
-		return boxOverhead + allocSize(len(v))
-	case json.Number:
-		return boxOverhead + allocSize(len(v))
-	case bool, nil:
-		return 0 // interfaces to static values
-	}
-	return 64
 }
 
 // mapSize estimates a map[string]any of n entries without its keys' and
