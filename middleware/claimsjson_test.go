@@ -40,7 +40,33 @@ func checkDecode(t *testing.T, in []byte) {
 	}
 }
 
+// checkHeader holds the JWT header reader to what the verifier would read
+// in encoding/json's map of the header.
+func checkHeader(t *testing.T, in []byte) {
+	t.Helper()
+	alg, kid, hasKid, kidIsString, crit, err := middleware.DecodeJWTHeader(string(in))
+	want, ok := referenceDecode(in)
+	if ok != (err == nil) {
+		t.Fatalf("DecodeJWTHeader(%q): err = %v; encoding/json valid = %v", in, err, ok)
+	}
+	if !ok {
+		return
+	}
+	wantAlg, _ := want["alg"].(string)
+	k, wantHasKid := want["kid"]
+	wantKid, wantKidIsString := k.(string)
+	_, wantCrit := want["crit"]
+	if alg != wantAlg || kid != wantKid || hasKid != wantHasKid || kidIsString != (wantHasKid && wantKidIsString) || crit != wantCrit {
+		t.Fatalf("DecodeJWTHeader(%q) = alg %q, kid %q (there %v, string %v), crit %v; encoding/json's map says %v",
+			in, alg, kid, hasKid, kidIsString, crit, want)
+	}
+}
+
 var jsonSeeds = []string{
+	`{"alg":"HS256","typ":"JWT"}`, `{"alg":"HS256","kid":"k1"}`, `{"alg":"HS256","kid":7}`, `{"alg":7}`,
+	`{"alg":"none","alg":"HS256"}`, `{"alg":"HS256","alg":null}`, `{"kid":"a","kid":{"x":1}}`, `{"kid":1,"kid":"a"}`,
+	`{"\u0061lg":"HS\u0032\u0035\u0036","crit":null}`, `{"crit":["b64"],"b64":false,"alg":"HS256"}`,
+	"{\"alg\":\"HS256\",\"x\":[1,{\"y\":\"\xff\"}]}", `{"alg":"HS256","x":[1,2,}`,
 	`{}`, ` { } `, `{"a":1}`, `{"sub":"u1","exp":1700000000,"aud":["a","b"],"x":{"y":[true,false,null]}}`,
 	`{"n":-0.5e+10,"m":0,"k":1E3,"big":12345678901234567890}`,
 	`{"a":"\u00e9\ud83d\ude00\"\\\/\b\f\n\r\t"}`, `{"a":"\ud800"}`, `{"a":"\ud800\u0041"}`,
@@ -55,20 +81,24 @@ func TestDecodeJSONObject(t *testing.T) {
 	t.Parallel()
 	for _, s := range jsonSeeds {
 		checkDecode(t, []byte(s))
+		checkHeader(t, []byte(s))
 	}
 	deep := strings.Repeat("[", 10000) + strings.Repeat("]", 10000)
 	checkDecode(t, []byte(`{"a":`+deep+`}`)) // 10001 levels: over the limit
+	checkHeader(t, []byte(`{"a":`+deep+`}`))
 	deep = strings.Repeat("[", 9998) + strings.Repeat("]", 9998)
 	checkDecode(t, []byte(`{"a":`+deep+`}`))
+	checkHeader(t, []byte(`{"a":`+deep+`}`))
 }
 
-// FuzzDecodeJSONObject holds the claims decoder to encoding/json on any
-// input.
+// FuzzDecodeJSONObject holds the claims decoder, and the header reader,
+// to encoding/json on any input.
 func FuzzDecodeJSONObject(f *testing.F) {
 	for _, s := range jsonSeeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		checkDecode(t, in)
+		checkHeader(t, in)
 	})
 }

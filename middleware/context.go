@@ -23,6 +23,10 @@ func WithClaims(ctx context.Context, claims map[string]any, raw []byte) context.
 
 // ClaimsFromContext returns the verified claims put in ctx by [WithClaims],
 // and false for an anonymous caller.
+//
+// The map is read-only: the JWT middleware gives every request that
+// carries the same token the same map, from its verifier's cache (see
+// [JWTOptions].CacheSize). Copy it to change it.
 func ClaimsFromContext(ctx context.Context) (map[string]any, bool) {
 	v, ok := ctx.Value(claimsKey{}).(claimsValue)
 	if !ok || v.claims == nil {
@@ -32,7 +36,9 @@ func ClaimsFromContext(ctx context.Context) (map[string]any, bool) {
 }
 
 // ClaimsJSONFromContext returns the verified claims in ctx as a JSON
-// object, and false for an anonymous caller.
+// object, and false for an anonymous caller. Like the map of
+// [ClaimsFromContext], the slice may be shared between requests: it is
+// read-only.
 func ClaimsJSONFromContext(ctx context.Context) ([]byte, bool) {
 	v, ok := ctx.Value(claimsKey{}).(claimsValue)
 	if !ok || v.claims == nil {

@@ -1,9 +1,11 @@
 package middleware_test
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -38,11 +40,16 @@ func FuzzJWT(f *testing.F) {
 		f.Add(s)
 	}
 	keys := []middleware.JWTKey{{Key: secret}, {Key: edPublic()}}
-	v, err := middleware.NewJWTVerifier(middleware.JWTOptions{Keys: keys})
+	v, err := middleware.NewJWTVerifier(middleware.JWTOptions{Keys: keys, CacheSize: 64})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { v.Close() })
+	uncached, err := middleware.NewJWTVerifier(middleware.JWTOptions{Keys: keys, CacheSize: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { uncached.Close() })
 	oracle := jwt.NewParser(jwt.WithValidMethods([]string{"HS256", "HS384", "HS512", "EdDSA"}), jwt.WithLeeway(middleware.DefaultJWTLeeway), jwt.WithJSONNumber())
 	keyFunc := func(tok *jwt.Token) (any, error) {
 		if strings.HasPrefix(tok.Method.Alg(), "HS") {
@@ -58,6 +65,15 @@ func FuzzJWT(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, token string) {
 		claims, raw, err := v.Verify(context.Background(), token)
+		// Again, from the cache when it was accepted, and without a cache:
+		// the same answer each time.
+		for i, again := range []*middleware.JWTVerifier{v, uncached} {
+			c2, raw2, err2 := again.Verify(context.Background(), token)
+			if (err == nil) != (err2 == nil) || err != nil && err.Error() != err2.Error() ||
+				!reflect.DeepEqual(claims, c2) || !bytes.Equal(raw, raw2) {
+				t.Fatalf("Verify(%q), call %d: %v, %s, %v; first call: %v, %s, %v", token, i+2, c2, raw2, err2, claims, raw, err)
+			}
+		}
 		if err == nil {
 			if claims == nil || raw == nil {
 				t.Fatalf("Verify(%q): no error, claims %v, raw %q", token, claims, raw)

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -197,7 +198,7 @@ type jwksCache struct {
 	minInterval time.Duration
 	logger      *slog.Logger
 
-	keys atomic.Pointer[[]verifyKey] // nil until a fetch succeeds
+	keys atomic.Pointer[keySet] // nil until a fetch succeeds
 
 	ctx    context.Context // canceled by close
 	cancel context.CancelFunc
@@ -343,7 +344,18 @@ func (c *jwksCache) fetch() error {
 			vks = append(vks, vk)
 		}
 	}
-	c.keys.Store(&vks)
+	// Fetches never overlap (start runs one at a time), so the generation
+	// read here is the last one stored.
+	old := c.keys.Load()
+	if old != nil && sameKeys(old.keys, vks) {
+		// The same keys: tokens verified with them stay verified.
+		return nil
+	}
+	gen := uint64(1)
+	if old != nil {
+		gen = old.gen + 1
+	}
+	c.keys.Store(&keySet{keys: vks, gen: gen})
 	if c.logger != nil {
 		c.logger.LogAttrs(ctx, slog.LevelDebug, "JWKS refreshed", slog.String("url", c.url), slog.Int("keys", len(vks)))
 	}
@@ -374,13 +386,36 @@ func (c *jwksCache) get(ctx context.Context) ([]JWTKey, error) {
 	return ParseJWKS(body)
 }
 
-// snapshot returns the cached keys and whether a fetch has succeeded.
-func (c *jwksCache) snapshot() ([]verifyKey, bool) {
-	p := c.keys.Load()
-	if p == nil {
-		return nil, false
+// keySet is one version of the keys fetched from the JWKS URL.
+type keySet struct {
+	keys []verifyKey
+	// gen numbers the versions from 1; a fetch that brings the same keys
+	// keeps the version, so that the tokens verified with them stay in
+	// the verified-token cache.
+	gen uint64
+}
+
+// snapshot returns the cached keys, nil until a fetch has succeeded.
+func (c *jwksCache) snapshot() *keySet {
+	return c.keys.Load()
+}
+
+// sameKeys reports whether a and b hold the same keys, with the same IDs
+// and algorithms, in the same order.
+func sameKeys(a, b []verifyKey) bool {
+	if len(a) != len(b) {
+		return false
 	}
-	return *p, true
+	for i := range a {
+		if a[i].id != b[i].id || a[i].alg != b[i].alg || a[i].kind != b[i].kind {
+			return false
+		}
+		k, ok := a[i].key.(interface{ Equal(crypto.PublicKey) bool })
+		if !ok || !k.Equal(b[i].key) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *jwksCache) close() {

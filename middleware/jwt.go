@@ -89,6 +89,35 @@ type JWTOptions struct {
 	// Logger gets why each token was rejected (level Debug) and failed key
 	// set fetches (level Warn); nil means silent.
 	Logger *slog.Logger
+
+	// CacheSize is how many verified tokens the verifier remembers, so
+	// that a token it has verified before costs a map lookup rather than a
+	// signature check and a JSON decode: a client sends the same token on
+	// every call until it expires, and an RSA or ECDSA signature takes
+	// tens of microseconds to check. 0 means [DefaultJWTCacheSize] (1024);
+	// a negative value turns the cache off.
+	//
+	// Only tokens that pass every check are remembered, keyed by the whole
+	// token string. A remembered token is accepted again only while its
+	// "exp" and "nbf" still hold, checked with the Leeway exactly as for a
+	// new token, and only while the keys are those it was verified with: a
+	// key set fetched from the JWKSURL that differs from the one before
+	// (a key rotated or removed) and [JWTVerifier.Refresh] empty the
+	// cache, in effect. Failures are never remembered.
+	//
+	// Memory: at most CacheSize tokens and at most CacheSize × 8 KiB in
+	// all (8 MiB by default), counting for each token its text, its claims
+	// JSON and its decoded claims map (an estimate that errs on the large
+	// side); a token whose entry would take more than 64 KiB (a token near
+	// [MaxJWTLen] with a large claims set; in a cache of fewer than 8
+	// tokens, more than its whole budget) is verified in full each time.
+	// When full, the cache drops entries at random; entries found expired
+	// are dropped when met. Looking a token up takes no lock.
+	//
+	// A remembered token's claims map and raw JSON are the same values
+	// for every request that carries it: they are read-only (see
+	// [JWTVerifier.Verify]).
+	CacheSize int
 }
 
 // JWTVerifier verifies JSON Web Tokens (RFC 7519) signed with the keys of
@@ -99,6 +128,10 @@ type JWTOptions struct {
 // "crit" header is rejected, since the verifier understands no
 // extensions.
 //
+// It remembers the tokens it has verified, so that a token seen before is
+// accepted again without a signature check while its time claims hold and
+// the keys are unchanged (see [JWTOptions].CacheSize).
+//
 // A JWTVerifier is safe for concurrent use. Close it when done if it has a
 // JWKSURL: that stops the goroutine which refreshes the key set.
 type JWTVerifier struct {
@@ -106,6 +139,9 @@ type JWTVerifier struct {
 	jwks      *jwksCache
 	methods   map[string]jwt.SigningMethod
 	validator *jwt.Validator
+	leeway    time.Duration // the validator's
+	cache     *tokenCache   // nil when off
+	now       func() time.Time
 	cookie    string
 	logger    *slog.Logger
 }
@@ -118,7 +154,10 @@ func NewJWTVerifier(opts JWTOptions) (*JWTVerifier, error) {
 	if len(opts.Keys) == 0 && opts.JWKSURL == "" {
 		return nil, errors.New("middleware: JWT: no Keys and no JWKSURL")
 	}
-	v := &JWTVerifier{cookie: opts.Cookie, logger: opts.Logger, methods: make(map[string]jwt.SigningMethod)}
+	v := &JWTVerifier{
+		cookie: opts.Cookie, logger: opts.Logger, methods: make(map[string]jwt.SigningMethod),
+		now: time.Now, cache: newTokenCache(opts.CacheSize),
+	}
 	for i, k := range opts.Keys {
 		vk, err := checkKey(k)
 		if err != nil {
@@ -166,7 +205,10 @@ func NewJWTVerifier(opts JWTOptions) (*JWTVerifier, error) {
 	case leeway < 0:
 		leeway = 0
 	}
-	vopts := []jwt.ParserOption{jwt.WithLeeway(leeway)}
+	v.leeway = leeway
+	// The validator reads the time through v.now, as the cache does, so
+	// that tests can move the clock of both.
+	vopts := []jwt.ParserOption{jwt.WithLeeway(leeway), jwt.WithTimeFunc(func() time.Time { return v.now() })}
 	if opts.Issuer != "" {
 		vopts = append(vopts, jwt.WithIssuer(opts.Issuer))
 	}
@@ -227,16 +269,40 @@ func (v *JWTVerifier) Close() error {
 // under way) and returns its error; it returns nil when there is no
 // JWKSURL. Call it after [NewJWTVerifier] to make sure the keys are there
 // before serving, or to pick up rotated keys at once.
+//
+// Refresh also empties the verified-token cache (see
+// [JWTOptions].CacheSize), so that every token is checked again with the
+// keys it fetched.
 func (v *JWTVerifier) Refresh(ctx context.Context) error {
 	if v.jwks == nil {
 		return nil
 	}
-	return v.jwks.refreshNow(ctx)
+	err := v.jwks.refreshNow(ctx)
+	if v.cache != nil {
+		v.cache.clear()
+	}
+	return err
 }
 
 // segment decodes a token segment: unpadded base64url, with the unused
 // bits of the last character zero, so each token has one spelling.
 var segment = base64.RawURLEncoding.Strict()
+
+// decodeSegment decodes a short segment, such as a token's header, into a
+// string, without the intermediate allocations of DecodeString.
+func decodeSegment(s string) (string, error) {
+	var src [256]byte
+	var dst [192]byte // 256 × 3/4
+	if len(s) > len(src) {
+		b, err := segment.DecodeString(s)
+		return string(b), err
+	}
+	n, err := segment.Decode(dst[:], src[:copy(src[:], s)])
+	if err != nil {
+		return "", err
+	}
+	return string(dst[:n]), nil
+}
 
 // Verify checks token, a JWT in compact form, and returns its claims and
 // raw, the claims as the JSON the token carries (compacted to one line if
@@ -250,9 +316,26 @@ var segment = base64.RawURLEncoding.Strict()
 // jwt.ErrTokenSignatureInvalid or jwt.ErrTokenInvalidClaims (with
 // jwt.ErrTokenExpired, jwt.ErrTokenNotValidYet, jwt.ErrTokenInvalidIssuer,
 // jwt.ErrTokenInvalidAudience...). It never contains the token.
+//
+// A token verified before is answered from the verified-token cache (see
+// [JWTOptions].CacheSize) as long as its time claims still hold and the
+// keys have not changed: claims and raw are then the very map and slice
+// returned the first time, shared with every other call for the same
+// token. They must not be modified, by the caller or by anything the
+// claims are passed on to.
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[string]any, raw []byte, err error) {
 	if len(token) > MaxJWTLen {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "longer than %d bytes", MaxJWTLen)
+	}
+	if v.cache != nil {
+		if e := v.cache.get(token); e != nil {
+			if e.gen == v.keyGen() && e.current(v.now()) {
+				return e.claims, e.raw, nil
+			}
+			// Expired, or verified with keys since replaced: verify it
+			// again, which gives the error a first verification would.
+			v.cache.remove(e)
+		}
 	}
 	for i := 0; i < len(token); i++ {
 		if c := token[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
@@ -265,33 +348,44 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "not three segments")
 	}
 
-	hb, err := segment.DecodeString(h)
+	hs, err := decodeSegment(h)
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "header: %v", err)
 	}
-	header, err := decodeJSONObject(hb)
+	header, err := decodeJWTHeader(hs)
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "header: %v", err)
 	}
-	alg, _ := header["alg"].(string)
-	kid := ""
-	if k, ok := header["kid"]; ok {
-		if kid, ok = k.(string); !ok {
-			return nil, nil, tokenErr(jwt.ErrTokenMalformed, "kid is not a string")
-		}
+	if header.hasKid && !header.kidStr {
+		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "kid is not a string")
 	}
-	if _, ok := header["crit"]; ok {
+	if header.crit {
 		return nil, nil, tokenErr(jwt.ErrTokenUnverifiable, "crit header")
 	}
+	alg, kid := header.alg, header.kid
 	method := v.methods[alg]
 	if method == nil {
 		return nil, nil, tokenErr(jwt.ErrTokenUnverifiable, "algorithm %.20q not allowed", alg)
 	}
-	sig, err := segment.DecodeString(s)
+	// The signature goes in a buffer on the stack (an HMAC is 64 bytes at
+	// most, an RSA-4096 signature 512) unless it is longer.
+	var (
+		sigBuf [512]byte
+		sigSrc [688]byte // base64 of 512 bytes, and then some
+		sig    []byte
+	)
+	if segment.DecodedLen(len(s)) <= len(sigBuf) && len(s) <= len(sigSrc) {
+		var n int
+		n, err = segment.Decode(sigBuf[:], sigSrc[:copy(sigSrc[:], s)])
+		sig = sigBuf[:n]
+	} else {
+		sig, err = segment.DecodeString(s)
+	}
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "signature: %v", err)
 	}
-	if err := v.verifySignature(ctx, method, alg, kid, token[:len(h)+1+len(p)], sig); err != nil {
+	gen, err := v.verifySignature(ctx, method, alg, kid, token[:len(h)+1+len(p)], sig)
+	if err != nil {
 		return nil, nil, err
 	}
 
@@ -300,11 +394,22 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "claims: %v", err)
 	}
-	claims, err = decodeJSONObject(raw)
+	claims, decoded, err := decodeClaims(raw)
 	if err != nil {
 		return nil, nil, tokenErr(jwt.ErrTokenMalformed, "claims: %v", err)
 	}
-	if err := v.validator.Validate(jwt.MapClaims(claims)); err != nil {
+	var (
+		entry *verifiedToken
+		vc    jwt.Claims = jwt.MapClaims(claims)
+	)
+	if v.cache != nil {
+		// The entry the token will have in the cache; its seen field
+		// notes the times the validator checks.
+		entry = &verifiedToken{token: token, claims: claims, gen: gen, slot: -1}
+		entry.seen.MapClaims = claims
+		vc = &entry.seen
+	}
+	if err := v.validator.Validate(vc); err != nil {
 		return nil, nil, fmt.Errorf("middleware: jwt: %w: %w", jwt.ErrTokenInvalidClaims, err)
 	}
 	if bytes.ContainsAny(raw, "\r\n") {
@@ -314,19 +419,57 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (claims map[stri
 		}
 		raw = buf.Bytes()
 	}
+	if entry != nil {
+		entry.raw = raw
+		v.remember(entry, decoded)
+	}
 	return claims, raw, nil
 }
 
+// remember puts e, a token that passed every check, in the cache; the
+// claims took decoded bytes.
+func (v *JWTVerifier) remember(e *verifiedToken, decoded int) {
+	// The times the validator accepted, with its leeway and comparisons
+	// (see verifiedToken.current).
+	if exp := e.seen.exp; exp != nil {
+		e.hasExp, e.expBefore = true, exp.Add(+v.leeway)
+	}
+	if nbf := e.seen.nbf; nbf != nil {
+		e.hasNbf, e.nbfFrom = true, nbf.Add(-v.leeway)
+	}
+	e.seen = timeClaims{}
+	e.size = entrySize(e.token, e.raw, decoded)
+	v.cache.add(e)
+}
+
+// keyGen returns the generation of the keys fetched from the JWKS URL, 0
+// when there is none or none fetched yet.
+func (v *JWTVerifier) keyGen() uint64 {
+	if v.jwks == nil {
+		return 0
+	}
+	if ks := v.jwks.snapshot(); ks != nil {
+		return ks.gen
+	}
+	return 0
+}
+
 // verifySignature checks sig with each key that may verify alg and kid,
-// first fetching the key set again when kid is not among the keys.
-func (v *JWTVerifier) verifySignature(ctx context.Context, method jwt.SigningMethod, alg, kid, signing string, sig []byte) error {
-	var fetched []verifyKey
+// first fetching the key set again when kid is not among the keys. It
+// returns the generation of the fetched keys it used.
+func (v *JWTVerifier) verifySignature(ctx context.Context, method jwt.SigningMethod, alg, kid, signing string, sig []byte) (uint64, error) {
+	var (
+		fetched []verifyKey
+		gen     uint64
+	)
 	if v.jwks != nil {
-		var loaded bool
-		fetched, loaded = v.jwks.snapshot()
-		if !loaded || (kid != "" && !hasKeyID(v.static, kid) && !hasKeyID(fetched, kid)) {
+		ks := v.jwks.snapshot()
+		if ks == nil || (kid != "" && !hasKeyID(v.static, kid) && !hasKeyID(ks.keys, kid)) {
 			v.jwks.refreshFor(ctx)
-			fetched, _ = v.jwks.snapshot()
+			ks = v.jwks.snapshot()
+		}
+		if ks != nil {
+			fetched, gen = ks.keys, ks.gen
 		}
 	}
 	tried := false
@@ -338,14 +481,14 @@ func (v *JWTVerifier) verifySignature(ctx context.Context, method jwt.SigningMet
 			}
 			tried = true
 			if k.verify(method, alg, signing, sig) {
-				return nil
+				return gen, nil
 			}
 		}
 	}
 	if !tried {
-		return tokenErr(jwt.ErrTokenUnverifiable, "no %s key with kid %.64q", alg, kid)
+		return 0, tokenErr(jwt.ErrTokenUnverifiable, "no %s key with kid %.64q", alg, kid)
 	}
-	return tokenErr(jwt.ErrTokenSignatureInvalid, "%s signature does not verify", alg)
+	return 0, tokenErr(jwt.ErrTokenSignatureInvalid, "%s signature does not verify", alg)
 }
 
 func hasKeyID(keys []verifyKey, kid string) bool {
@@ -371,7 +514,8 @@ func tokenErr(kind error, format string, args ...any) error {
 //     authorization policy decides what an anonymous caller may do.
 //   - A valid token: its claims go in the request's context
 //     ([ClaimsFromContext], [ClaimsJSONFromContext]) and the request goes
-//     on.
+//     on. The claims are read-only: requests with the same token share
+//     them.
 //   - Anything else (a token that fails [JWTVerifier.Verify], an empty
 //     Bearer, two Authorization headers): 401 with
 //     WWW-Authenticate: Bearer error="invalid_token" and the JSON error

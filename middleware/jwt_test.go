@@ -163,6 +163,9 @@ func TestJWTVerifyRejects(t *testing.T) {
 		{"standard base64 alphabet", hsOpts, strings.ReplaceAll(valid, "-", "+") + "+/", jwt.ErrTokenMalformed},
 		{"space inside", hsOpts, parts[0] + ". " + parts[1] + "." + parts[2], jwt.ErrTokenMalformed},
 		{"non-canonical base64 in the signature", hsOpts, parts[0] + "." + parts[1] + "." + flipLastBits(parts[2]), jwt.ErrTokenMalformed},
+		{"signature of 600 bytes", hsOpts, parts[0] + "." + parts[1] + "." + b64(strings.Repeat("s", 600)), jwt.ErrTokenSignatureInvalid},
+		{"signature of 600 bytes, bad base64", hsOpts, parts[0] + "." + parts[1] + "." + flipLastBits(b64(strings.Repeat("s", 599))), jwt.ErrTokenMalformed},
+		{"signature of 512 bytes, bad base64", hsOpts, parts[0] + "." + parts[1] + "." + flipLastBits(b64(strings.Repeat("s", 511))), jwt.ErrTokenMalformed},
 		{"too long", hsOpts, parts[0] + "." + strings.Repeat("A", middleware.MaxJWTLen) + "." + parts[2], jwt.ErrTokenMalformed},
 		{"JWE (five segments)", hsOpts, "a.b.c.d.e", jwt.ErrTokenMalformed},
 	}

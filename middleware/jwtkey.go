@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"sync"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -97,7 +96,9 @@ type verifyKey struct {
 // verify reports whether sig is a signature of signing by k with alg.
 func (k *verifyKey) verify(method jwt.SigningMethod, alg, signing string, sig []byte) bool {
 	if k.kind != kindHMAC {
-		return method.Verify(signing, sig, k.key) == nil
+		// A copy: sig may be on the caller's stack, and the interface call
+		// would make it escape.
+		return method.Verify(signing, bytes.Clone(sig), k.key) == nil
 	}
 	var pool *sync.Pool
 	switch alg {
@@ -110,20 +111,29 @@ func (k *verifyKey) verify(method jwt.SigningMethod, alg, signing string, sig []
 	default:
 		return false
 	}
-	mac := pool.Get().(hash.Hash)
-	mac.Reset()
-	_, _ = io.WriteString(mac, signing)
-	var buf [sha512.Size]byte
-	ok := hmac.Equal(mac.Sum(buf[:0]), sig)
-	pool.Put(mac)
+	m := pool.Get().(*macState)
+	m.mac.Reset()
+	// Through a buffer of its own: a hash.Hash takes a []byte, and
+	// converting the string would allocate every time.
+	m.in = append(m.in[:0], signing...)
+	_, _ = m.mac.Write(m.in)
+	ok := hmac.Equal(m.mac.Sum(m.sum[:0]), sig)
+	pool.Put(m)
 	return ok
+}
+
+// macState is a keyed hash with the buffers it needs, pooled.
+type macState struct {
+	mac hash.Hash
+	sum [sha512.Size]byte
+	in  []byte // the signing input; at most MaxJWTLen bytes
 }
 
 func hmacPools(secret []byte) *[3]sync.Pool {
 	return &[3]sync.Pool{
-		{New: func() any { return hmac.New(sha256.New, secret) }},
-		{New: func() any { return hmac.New(sha512.New384, secret) }},
-		{New: func() any { return hmac.New(sha512.New, secret) }},
+		{New: func() any { return &macState{mac: hmac.New(sha256.New, secret)} }},
+		{New: func() any { return &macState{mac: hmac.New(sha512.New384, secret)} }},
+		{New: func() any { return &macState{mac: hmac.New(sha512.New, secret)} }},
 	}
 }
 
