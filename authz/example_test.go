@@ -236,7 +236,7 @@ func ExampleRuleConfig_Rego() {
 	// needs_auth := {"payments.refund"}
 	//
 	// # allow is true when the entry's rule allows the call, and undefined
-	// # otherwise (it has no default so that partial evaluation can inline it).
+	// # otherwise, which decision reads as a denial.
 	// # services.payments.functions.refund
 	// allow if {
 	// 	entry == "payments.refund"

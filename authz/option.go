@@ -95,8 +95,9 @@ func Data(doc map[string]any) Option {
 	})
 }
 
-// Rules adds a rule config. The config is compiled to Rego (see
-// [RuleConfig.Rego]) and checked before any Rego policy: a call the rules
+// Rules adds a rule config. The config is validated, decided with the
+// meaning of the Rego module it compiles to (see [RuleConfig.Rego]), and
+// checked before any Rego policy: a call the rules
 // deny is denied with the rules' decision; a call they allow goes on to the
 // Rego policy, when there is one. At most one rule config may be given.
 func Rules(cfg *RuleConfig) Option {

@@ -135,7 +135,7 @@ func (g *regoGen) module(c *RuleConfig) {
 	}
 	g.p("")
 	g.p("# allow is true when the entry's rule allows the call, and undefined")
-	g.p("# otherwise (it has no default so that partial evaluation can inline it).")
+	g.p("# otherwise, which decision reads as a denial.")
 	if len(es) == 0 {
 		g.p("allow if false # the config has no entries")
 	}
