@@ -35,6 +35,9 @@ import (
 //	nats          a hand-written handler: read the body, nc.Request to a
 //	              bare micro endpoint, write the reply
 //	direct        the echo inside the HTTP handler, no hop (the floor)
+//	mesh-uncached mesh with the JWT verifier's token cache off, so that
+//	              every call verifies its token's signature in full (as
+//	              when every call carries a token not seen before)
 //
 // Run it with
 //
@@ -187,11 +190,17 @@ func startCallPaths(b *testing.B) []callPath {
 	if err != nil {
 		b.Fatal(err)
 	}
-	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
+	jwtOpts := middleware.JWTOptions{
 		Keys:     []middleware.JWTKey{{Algorithm: "HS256", Key: benchSecret}},
 		Issuer:   "https://idp.example.com",
 		Audience: []string{"funcmesh"},
-	})
+	}
+	verifier, err := middleware.NewJWTVerifier(jwtOpts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	jwtOpts.CacheSize = -1
+	uncachedVerifier, err := middleware.NewJWTVerifier(jwtOpts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -201,6 +210,7 @@ func startCallPaths(b *testing.B) []callPath {
 	}
 	b.Cleanup(func() { _ = policy.Close() })
 	full := alice.New(middleware.RequestID, middleware.Recover(nil), middleware.JWT(verifier), policy.Middleware).Then(gw)
+	uncached := alice.New(middleware.RequestID, middleware.Recover(nil), middleware.JWT(uncachedVerifier), policy.Middleware).Then(gw)
 	bare := alice.New(middleware.RequestID, middleware.Recover(nil)).Then(gw)
 
 	// reverseproxy: the proxy, with a transport like the callers', to an
@@ -259,6 +269,7 @@ func startCallPaths(b *testing.B) []callPath {
 		{"reverseproxy", serve(b, route, proxy) + "/fn/bench/echo"},
 		{"nats", serve(b, route, natsHandler) + "/fn/bench/echo"},
 		{"direct", serve(b, route, http.HandlerFunc(echoHTTP)) + "/fn/bench/echo"},
+		{"mesh-uncached", serve(b, route, uncached) + "/fn/bench/echo"},
 	}
 }
 
