@@ -39,6 +39,17 @@ func sameMap(a, b map[string]any) bool {
 	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
+// mustVerify verifies tok and returns its claims, failing t if it does not
+// verify.
+func mustVerify(t *testing.T, v *middleware.JWTVerifier, tok string) map[string]any {
+	t.Helper()
+	c, _, err := v.Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func cacheLen(v *middleware.JWTVerifier) int {
 	n, _ := middleware.JWTCacheLen(v)
 	return n
@@ -228,10 +239,7 @@ func TestJWTCacheExactBorder(t *testing.T) {
 	v := newClockedVerifier(t, middleware.JWTOptions{Keys: []middleware.JWTKey{{Key: secret}}, Leeway: -1}, clock)
 	tok := sign(t, jwt.SigningMethodHS256, secret, "", jwt.MapClaims{"exp": exp.Unix()})
 	clock.set(exp.Add(-time.Second))
-	c1, _, err := v.Verify(context.Background(), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := mustVerify(t, v, tok)
 	clock.set(exp.Add(-time.Nanosecond))
 	c2, _, err := v.Verify(context.Background(), tok)
 	if err != nil || !sameMap(c1, c2) {
@@ -284,14 +292,8 @@ func TestJWTCacheDisabled(t *testing.T) {
 	t.Parallel()
 	v := newVerifier(t, middleware.JWTOptions{Keys: []middleware.JWTKey{{Key: secret}}, CacheSize: -1})
 	tok := sign(t, jwt.SigningMethodHS256, secret, "", claims())
-	c1, _, err := v.Verify(context.Background(), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, _, err := v.Verify(context.Background(), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := mustVerify(t, v, tok)
+	c2 := mustVerify(t, v, tok)
 	if sameMap(c1, c2) {
 		t.Error("with CacheSize -1 the second Verify returned the first one's claims")
 	}
@@ -381,14 +383,8 @@ func TestJWTCacheTooLarge(t *testing.T) {
 	if len(tok) > middleware.MaxJWTLen {
 		t.Fatalf("token of %d bytes", len(tok))
 	}
-	c1, _, err := v.Verify(context.Background(), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, _, err := v.Verify(context.Background(), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := mustVerify(t, v, tok)
+	c2 := mustVerify(t, v, tok)
 	if sameMap(c1, c2) || cacheLen(v) != 0 {
 		t.Errorf("a token of %d bytes with %d claims elements was cached", len(tok), len(many))
 	}
@@ -488,18 +484,12 @@ func TestJWTCacheKeyAdded(t *testing.T) {
 	srv := newJWKSServer(t, jwks(edJWK("a", edPublic())))
 	v := newVerifier(t, middleware.JWTOptions{JWKSURL: srv.URL, JWKSMinRefresh: time.Nanosecond})
 	tok := sign(t, jwt.SigningMethodEdDSA, edKey(), "a", claims())
-	c1, _, err := v.Verify(context.Background(), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := mustVerify(t, v, tok)
 	srv.set(http.StatusOK, jwks(edJWK("a", edPublic()), edJWK("b", edKey2().Public().(ed25519.PublicKey))))
 	if _, _, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodEdDSA, edKey2(), "b", claims())); err != nil {
 		t.Fatal(err)
 	}
-	c2, _, err := v.Verify(context.Background(), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := mustVerify(t, v, tok)
 	if sameMap(c1, c2) {
 		t.Error("the token was answered from the cache after the key set changed")
 	}
