@@ -18,7 +18,7 @@ import (
 // TestScale puts 10,000 calls in flight at once on one gateway's client
 // and one service instance, each to a function that sleeps 50 ms, and
 // checks that every call succeeds; it logs the wall time and the memory
-// each call in flight costs. The figures are in the README's performance
+// each call in flight costs. The figures are in docs/performance.md
 // section; only correctness is asserted.
 //
 // The calls go through the gateway's Client, not HTTP: 10,000 HTTP

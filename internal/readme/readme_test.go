@@ -11,20 +11,49 @@ import (
 )
 
 // TestSnippetsCompile checks that every ```go and ```rego block in
-// README.md stands, line for line (indentation aside), in a Go or Rego
-// file of the repository, so a README snippet is always code the compiler
-// and tests (authz tests its Rego with OPA's tester) have seen.
+// README.md, CHANGELOG.md and docs/*.md stands, line for line
+// (indentation aside), in a Go or Rego file of the repository, so a
+// snippet in the docs is always code the compiler and tests (authz tests
+// its Rego with OPA's tester) have seen.
 func TestSnippetsCompile(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	docs, err := filepath.Glob("../../docs/*.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := goBlocks(readme)
-	if len(blocks) == 0 {
-		t.Fatal("README.md has no ```go or ```rego blocks; the tour should show code")
+	docs = append([]string{"../../README.md", "../../CHANGELOG.md"}, docs...)
+	sources := repositorySources(t)
+	for _, doc := range docs {
+		md, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := goBlocks(md)
+		if doc == "../../README.md" && len(blocks) == 0 {
+			t.Fatal("README.md has no ```go or ```rego blocks; the tour should show code")
+		}
+		name := strings.TrimPrefix(doc, "../../")
+		for _, b := range blocks {
+			lines := normalize([]byte(b.text))
+			found := false
+			for _, src := range sources {
+				if contains(src, lines) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				t.Errorf("%s line %d: the snippet starting %q is not in any Go or Rego file; copy it from an Example, an example program or a tested policy", name, b.line, lines[0])
+			}
+		}
 	}
+}
+
+// repositorySources returns the normalized lines of every Go and Rego
+// file of the repository.
+func repositorySources(t *testing.T) [][]string {
+	t.Helper()
 	var sources [][]string
-	err = filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -43,19 +72,7 @@ func TestSnippetsCompile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range blocks {
-		lines := normalize([]byte(b.text))
-		found := false
-		for _, src := range sources {
-			if contains(src, lines) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			t.Errorf("README.md line %d: the snippet starting %q is not in any Go or Rego file; copy it from an Example, an example program or a tested policy", b.line, lines[0])
-		}
-	}
+	return sources
 }
 
 type block struct {
