@@ -12,6 +12,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -42,6 +43,9 @@ func New(ctx context.Context, opts ...Option) (*Authorizer, error) {
 	a.cfg.defaults()
 	for _, o := range opts {
 		o.apply(&a.cfg)
+	}
+	if a.cfg.claims == nil {
+		a.cfg.claims = reqctx.Claims
 	}
 	if a.cfg.route == nil {
 		a.cfg.route = pathValues

@@ -6,7 +6,6 @@
 //
 //	policy, err := authz.New(ctx,
 //		authz.Files("policy/"),
-//		authz.WithClaims(middleware.ClaimsFromContext),
 //		authz.WithWatch(true))
 //	...
 //	chain := alice.New(jwt, policy.Middleware)

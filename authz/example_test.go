@@ -11,7 +11,7 @@ import (
 	"github.com/justinas/alice"
 
 	"github.com/funcmesh/funcmesh/authz"
-	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -63,8 +63,7 @@ func Example() {
 func ExampleAuthorizer_Middleware() {
 	ctx := context.Background()
 	policy, err := authz.New(ctx,
-		authz.Module("authz.rego", examplePolicy),
-		authz.WithClaims(middleware.ClaimsFromContext))
+		authz.Module("authz.rego", examplePolicy))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -103,7 +102,7 @@ func ExampleAuthorizer_Middleware() {
 func jwt(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if sub, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			r = r.WithContext(middleware.WithClaims(r.Context(), map[string]any{"sub": sub}, nil))
+			r = r.WithContext(reqctx.WithClaims(r.Context(), map[string]any{"sub": sub}, nil))
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -115,7 +114,6 @@ func ExampleFiles() {
 	ctx := context.Background()
 	policy, err := authz.New(ctx,
 		authz.Files("testdata/policy"),
-		authz.WithClaims(middleware.ClaimsFromContext),
 		authz.WithWatch(true))
 	if err != nil {
 		fmt.Println(err)

@@ -160,10 +160,9 @@ func WithReloadHook(hook func(err error)) Option {
 }
 
 // WithClaims sets how the middleware finds the caller's verified claims
-// in the request's context; pass middleware.ClaimsFromContext when the
-// funcmesh JWT middleware runs before this one. ok false means an anonymous
-// caller. The default, nil, treats every caller as anonymous, so a policy
-// that needs claims denies every call: fail closed.
+// in the request's context; ok false means an anonymous caller. The
+// default is [reqctx.Claims], where the funcmesh JWT middleware (or any
+// code calling [reqctx.WithClaims]) puts them.
 func WithClaims(claims func(ctx context.Context) (map[string]any, bool)) Option {
 	return optionFunc(func(c *config) { c.claims = claims })
 }

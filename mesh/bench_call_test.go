@@ -204,7 +204,7 @@ func startCallPaths(b *testing.B) []callPath {
 	if err != nil {
 		b.Fatal(err)
 	}
-	policy, err := authz.New(ctx, authz.RulesJSON([]byte(benchRules)), authz.WithClaims(middleware.ClaimsFromContext))
+	policy, err := authz.New(ctx, authz.RulesJSON([]byte(benchRules)))
 	if err != nil {
 		b.Fatal(err)
 	}

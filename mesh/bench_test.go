@@ -12,7 +12,7 @@ import (
 
 	"github.com/funcmesh/funcmesh/internal/natstest"
 	"github.com/funcmesh/funcmesh/mesh"
-	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 )
 
 var benchParams = []byte(`{"amount":5,"currency":"EUR","note":"a typical small JSON call"}`)
@@ -65,7 +65,7 @@ func BenchmarkBareRequest(b *testing.B) {
 // over a real in-process broker.
 func BenchmarkClientCall(b *testing.B) {
 	_, c := benchMesh(b)
-	ctx := middleware.WithRequestID(context.Background(), "8Pq3bHdHdFOG1xNHN8fYzo")
+	ctx := reqctx.WithRequestID(context.Background(), "8Pq3bHdHdFOG1xNHN8fYzo")
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := c.Call(ctx, "bench", "echo", benchParams); err != nil {
@@ -85,7 +85,7 @@ func BenchmarkGateway(b *testing.B) {
 	req.SetPathValue("function", "echo")
 	req.Header.Set("Content-Type", "application/json")
 	// A server's request context can be cancelled, as net/http's is.
-	ctx, cancel := context.WithCancel(middleware.WithRequestID(req.Context(), "8Pq3bHdHdFOG1xNHN8fYzo"))
+	ctx, cancel := context.WithCancel(reqctx.WithRequestID(req.Context(), "8Pq3bHdHdFOG1xNHN8fYzo"))
 	defer cancel()
 	req = req.WithContext(ctx)
 	b.ReportAllocs()

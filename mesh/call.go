@@ -8,11 +8,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
-
-// MaxRequestIDLen bounds the Mesh-Request-Id header a service accepts.
-const MaxRequestIDLen = 200
 
 // maxContentTypeLen bounds the Content-Type a call carries.
 const maxContentTypeLen = 256
@@ -151,7 +149,7 @@ func (c *Call) parseHeaders(h nats.Header, now time.Time, timeout time.Duration)
 		c.rawClaims = v
 	}
 	if v := headerValue(h, transport.HeaderRequestID); v != "" {
-		if !validRequestID(v) {
+		if !reqctx.ValidRequestID(v) {
 			return transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderRequestID+" header")
 		}
 		c.requestID = v
@@ -192,18 +190,4 @@ func validClaims(s string) bool {
 		return false
 	}
 	return json.Valid([]byte(s))
-}
-
-// validRequestID reports whether s is safe to log: 1 to MaxRequestIDLen
-// printable ASCII characters without spaces.
-func validRequestID(s string) bool {
-	if len(s) > MaxRequestIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] > '~' {
-			return false
-		}
-	}
-	return true
 }

@@ -16,7 +16,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -33,8 +33,8 @@ const jsonContentType = "application/json"
 // context. Inside a function, a call made with the function's context
 // passes on the claims and request ID of the call being served and names
 // that function as the caller; elsewhere they come from the context
-// through [middleware.RequestIDFromContext] and
-// [middleware.ClaimsJSONFromContext], and a request ID is generated when
+// through [reqctx.RequestID] and
+// [reqctx.ClaimsJSON], and a request ID is generated when
 // there is none.
 //
 // Errors are [*transport.Error]s: no instance running is
@@ -248,15 +248,15 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 			hb.set(transport.HeaderAuth, call.rawClaims)
 		}
 		hb.set(transport.HeaderCaller, call.ep.caller)
-	} else if raw, ok := middleware.ClaimsJSONFromContext(ctx); ok && len(raw) > 0 {
+	} else if raw, ok := reqctx.ClaimsJSON(ctx); ok && len(raw) > 0 {
 		// Read only while the request is written out, below: no copy.
 		hb.set(transport.HeaderAuth, unsafe.String(&raw[0], len(raw)))
 	}
 	if requestID == "" {
-		if id, ok := middleware.RequestIDFromContext(ctx); ok && validRequestID(id) {
+		if id, ok := reqctx.RequestID(ctx); ok {
 			requestID = id
 		} else {
-			// None, or one services would refuse (see MaxRequestIDLen).
+			// None in the context: every call carries one.
 			requestID = nuid.Next()
 		}
 	}

@@ -86,8 +86,8 @@
 // the broker's max payload and makes the call with the request's context.
 // Headers the HTTP client sent never travel: the call carries only the
 // contract's headers, built by the client from the context (the verified
-// claims of middleware.ClaimsJSONFromContext, the request ID of
-// middleware.RequestIDFromContext). It answers with the function's result
+// claims of reqctx.ClaimsJSON, the request ID of
+// reqctx.RequestID). It answers with the function's result
 // and content type, or a JSON error body (transport.WriteHTTPError):
 //
 //	400  bad service or function name, params a typed function cannot decode

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/funcmesh/funcmesh/mesh"
-	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -192,7 +192,7 @@ func ExampleCall_Client() {
 
 	client, _ := mesh.NewClient(nc)
 	ctx := context.Background()
-	ctx = middleware.WithRequestID(ctx, "req-7") // what the request ID middleware does
+	ctx = reqctx.WithRequestID(ctx, "req-7") // what the request ID middleware does
 	out, err := client.Call(ctx, "orders", "mine", nil)
 	fmt.Println(string(out), err)
 	// Output:

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 
-	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -112,7 +112,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		panic("mesh: Gateway.Client is nil")
 	}
 	ctx := r.Context()
-	if _, ok := middleware.RequestIDFromContext(ctx); !ok {
+	if _, ok := reqctx.RequestID(ctx); !ok {
 		// Without the request ID middleware the gateway names the call
 		// itself, first, so that every error body carries the ID and
 		// agrees with the service's logs.
@@ -121,7 +121,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			id = nuid.Next()
 			w.Header().Set(transport.RequestIDHeader, id)
 		}
-		ctx = middleware.WithRequestID(ctx, id)
+		ctx = reqctx.WithRequestID(ctx, id)
 	}
 	if r.Method != http.MethodPost {
 		// Mounted on a pattern without a method (as CORS needs), a GET
@@ -212,7 +212,7 @@ func (g *Gateway) bodyLimit(ctx context.Context, fresh bool) int64 {
 		g.maxPayload.Store(mp)
 	}
 	limit := mp - HeaderRoom
-	if raw, ok := middleware.ClaimsJSONFromContext(ctx); ok {
+	if raw, ok := reqctx.ClaimsJSON(ctx); ok {
 		limit -= int64(len(raw))
 	}
 	if g.MaxBodyBytes > 0 && g.MaxBodyBytes < limit {
@@ -255,7 +255,7 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, service, function
 			slog.Int("status", e.HTTPStatus()),
 			slog.String("error", e.Error()),
 		}
-		if id, ok := middleware.RequestIDFromContext(r.Context()); ok {
+		if id, ok := reqctx.RequestID(r.Context()); ok {
 			attrs[0] = slog.String("request_id", id)
 		}
 		if cause := e.Unwrap(); cause != nil {

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/funcmesh/funcmesh/mesh"
-	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 )
 
 // MaxGatewayAllocs is what the package documentation promises: a call
@@ -25,7 +25,7 @@ func gatewayVsClient(t *testing.T, body []byte) (viaGateway, viaClient func()) {
 	t.Helper()
 	e := newEnv(t, nil)
 	e.service(t, "svc", map[string]mesh.Handler{"echo": echo})
-	ctx, cancel := context.WithCancel(middleware.WithRequestID(context.Background(), "8Pq3bHdHdFOG1xNHN8fYzo"))
+	ctx, cancel := context.WithCancel(reqctx.WithRequestID(context.Background(), "8Pq3bHdHdFOG1xNHN8fYzo"))
 	t.Cleanup(cancel)
 
 	reader := bytes.NewReader(body)

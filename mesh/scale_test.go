@@ -18,8 +18,8 @@ import (
 // TestScale puts 10,000 calls in flight at once on one gateway's client
 // and one service instance, each to a function that sleeps 50 ms, and
 // checks that every call succeeds; it logs the wall time and the memory
-// each call in flight costs. The figures are in docs/performance.md
-// section; only correctness is asserted.
+// each call in flight costs. The figures are in docs/performance.md;
+// only correctness is asserted.
 //
 // The calls go through the gateway's Client, not HTTP: 10,000 HTTP
 // connections with both ends in this process would take 20,000 file

@@ -18,7 +18,7 @@ import (
 
 	"github.com/funcmesh/funcmesh/internal/natstest"
 	"github.com/funcmesh/funcmesh/mesh"
-	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -228,9 +228,9 @@ func TestNestedCallPropagation(t *testing.T) {
 	e := newEnv(t, func(h http.Handler) http.Handler {
 		// What the request ID and JWT middleware put in the context.
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx := middleware.WithRequestID(r.Context(), "req-42")
+			ctx := reqctx.WithRequestID(r.Context(), "req-42")
 			w.Header().Set(transport.RequestIDHeader, "req-42")
-			ctx = middleware.WithClaims(ctx, map[string]any{"sub": "u1"}, []byte(`{"sub":"u1","role":"admin"}`))
+			ctx = reqctx.WithClaims(ctx, map[string]any{"sub": "u1"}, []byte(`{"sub":"u1","role":"admin"}`))
 			h.ServeHTTP(w, r.WithContext(ctx))
 		})
 	})

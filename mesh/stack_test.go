@@ -106,8 +106,7 @@ func newStack(t *testing.T) *stack {
 	}
 	policy, err := authz.New(ctx,
 		authz.RulesJSON([]byte(stackRules)),
-		authz.Module("stack.rego", stackRego),
-		authz.WithClaims(middleware.ClaimsFromContext))
+		authz.Module("stack.rego", stackRego))
 	if err != nil {
 		t.Fatalf("authz.New: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/justinas/alice"
@@ -60,8 +61,8 @@ func TestChain(t *testing.T) {
 		if r.PathValue("function") == "crash" {
 			panic("function crashed")
 		}
-		id, _ := middleware.RequestIDFromContext(r.Context())
-		claims, _ := middleware.ClaimsJSONFromContext(r.Context())
+		id, _ := reqctx.RequestID(r.Context())
+		claims, _ := reqctx.ClaimsJSON(r.Context())
 		json.NewEncoder(w).Encode(map[string]any{
 			"request_id": id, "claims": json.RawMessage(orNull(claims)), "params": json.RawMessage(body),
 		})

@@ -5,10 +5,10 @@
 // settings are its arguments or an options struct whose zero value is the
 // default, and the constructors that can fail return an error.
 //
-// What the middleware learns about a request travels in its context and is
-// read through small getters, [ClaimsFromContext], [ClaimsJSONFromContext]
-// and [RequestIDFromContext], so that the mesh and authz packages never
-// need to know which middleware put it there.
+// What the middleware learns about a request travels in its context through
+// package reqctx ([reqctx.Claims], [reqctx.ClaimsJSON], [reqctx.RequestID]),
+// so that the mesh and authz packages never need to know which middleware
+// put it there, and never import this package.
 //
 // # The pieces
 //
@@ -88,5 +88,5 @@
 // memory (8 MiB by default); a token whose entry would take over 64 KiB
 // is verified in full every time. The claims map of a remembered token is
 // shared by every request that carries it: claims from
-// [ClaimsFromContext] are read-only.
+// [reqctx.Claims] are read-only.
 package middleware

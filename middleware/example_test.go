@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/justinas/alice"
@@ -72,7 +73,7 @@ func Example() {
 		middleware.JWT(verifier),
 	)
 	gateway := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		claims, _ := middleware.ClaimsJSONFromContext(r.Context())
+		claims, _ := reqctx.ClaimsJSON(r.Context())
 		fmt.Fprintf(w, "%s/%s called with claims %s", r.PathValue("service"), r.PathValue("function"), claims)
 	})
 	mux := http.NewServeMux()
@@ -93,7 +94,7 @@ func Example() {
 
 func ExampleRequestID() {
 	h := middleware.RequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _ := middleware.RequestIDFromContext(r.Context())
+		id, _ := reqctx.RequestID(r.Context())
 		fmt.Println("handler sees", id)
 	}))
 	req := httptest.NewRequest("GET", "/", nil)
@@ -116,7 +117,7 @@ func ExampleJWT() {
 	}
 	defer verifier.Close()
 	h := middleware.JWT(verifier)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if claims, ok := middleware.ClaimsFromContext(r.Context()); ok {
+		if claims, ok := reqctx.Claims(r.Context()); ok {
 			fmt.Fprintln(w, "hello", claims["sub"])
 			return
 		}

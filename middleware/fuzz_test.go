@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -58,7 +59,7 @@ func FuzzJWT(f *testing.F) {
 		return edPublic(), nil
 	}
 	h := middleware.JWT(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := middleware.ClaimsFromContext(r.Context()); ok {
+		if _, ok := reqctx.Claims(r.Context()); ok {
 			w.WriteHeader(http.StatusAccepted) // authenticated
 		}
 	}))
@@ -136,26 +137,26 @@ func FuzzParseJWKS(f *testing.F) {
 }
 
 // FuzzRequestID: the ID a response carries is the inbound one exactly when
-// ValidRequestID accepts it, and is always well-formed.
+// reqctx.ValidRequestID accepts it, and is always well-formed.
 func FuzzRequestID(f *testing.F) {
 	for _, s := range []string{"", "abc", "0190f0a2-7b6e-7c3e-9f55-0d1e2f3a4b5c", "a b", "a\nb", strings.Repeat("x", 65), "é", "a=b+c/d:e.f_g-h"} {
 		f.Add(s)
 	}
 	h := middleware.RequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _ := middleware.RequestIDFromContext(r.Context())
+		id, _ := reqctx.RequestID(r.Context())
 		w.Write([]byte(id))
 	}))
 	f.Fuzz(func(t *testing.T, in string) {
-		valid := middleware.ValidRequestID(in)
-		if valid && (len(in) == 0 || len(in) > middleware.MaxRequestIDLen || strings.ContainsAny(in, " \t\r\n\"'\\<>;,")) {
-			t.Fatalf("ValidRequestID(%q) = true", in)
+		valid := reqctx.ValidRequestID(in)
+		if valid && (len(in) == 0 || len(in) > reqctx.MaxRequestIDLen || strings.ContainsAny(in, " \t\r\n\"'\\<>;,")) {
+			t.Fatalf("reqctx.ValidRequestID(%q) = true", in)
 		}
 		req := httptest.NewRequest("GET", "/", nil)
 		req.Header[transport.RequestIDHeader] = []string{in}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		got := w.Header().Get(transport.RequestIDHeader)
-		if got != w.Body.String() || !middleware.ValidRequestID(got) {
+		if got != w.Body.String() || !reqctx.ValidRequestID(got) {
 			t.Fatalf("inbound %q: header %q, context %q", in, got, w.Body)
 		}
 		if (got == in) != valid {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -513,7 +514,7 @@ func tokenErr(kind error, format string, args ...any) error {
 //     request goes on anonymous, with no claims in its context; the
 //     authorization policy decides what an anonymous caller may do.
 //   - A valid token: its claims go in the request's context
-//     ([ClaimsFromContext], [ClaimsJSONFromContext]) and the request goes
+//     ([reqctx.Claims], [reqctx.ClaimsJSON]) and the request goes
 //     on. The claims are read-only: requests with the same token share
 //     them.
 //   - Anything else (a token that fails [JWTVerifier.Verify], an empty
@@ -553,7 +554,7 @@ func JWT(v *JWTVerifier) func(http.Handler) http.Handler {
 				transport.WriteHTTPError(w, transport.NewError(transport.CodeUnauthenticated, "invalid token"))
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(WithClaims(r.Context(), claims, raw)))
+			next.ServeHTTP(w, r.WithContext(reqctx.WithClaims(r.Context(), claims, raw)))
 		})
 	}
 }

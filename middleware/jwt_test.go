@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -331,7 +332,7 @@ func TestParsePublicKeyPEM(t *testing.T) {
 func serveJWT(t *testing.T, v *middleware.JWTVerifier) *httptest.Server {
 	t.Helper()
 	h := middleware.RequestID(middleware.JWT(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, ok := middleware.ClaimsJSONFromContext(r.Context())
+		raw, ok := reqctx.ClaimsJSON(r.Context())
 		if !ok {
 			w.Write([]byte("anonymous"))
 			return

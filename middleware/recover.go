@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime/debug"
 
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -60,7 +61,7 @@ func Recover(logger *slog.Logger) func(http.Handler) http.Handler {
 // requestID returns the request ID from ctx, or else from the response
 // header, where RequestID put it when it runs later in the chain.
 func requestID(ctx context.Context, w http.ResponseWriter) string {
-	if id, ok := RequestIDFromContext(ctx); ok {
+	if id, ok := reqctx.RequestID(ctx); ok {
 		return id
 	}
 	return w.Header().Get(transport.RequestIDHeader)

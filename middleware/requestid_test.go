@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
 // requestIDHandler answers with the request ID its context holds.
 var requestIDHandler = middleware.RequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-	id, ok := middleware.RequestIDFromContext(r.Context())
+	id, ok := reqctx.RequestID(r.Context())
 	if !ok {
 		http.Error(w, "no request ID in the context", 500)
 		return
@@ -35,7 +36,7 @@ func TestRequestIDKeepsWellFormed(t *testing.T) {
 	for _, id := range []string{
 		"a", "0190f0a2-7b6e-7c3e-9f55-0d1e2f3a4b5c", "01ARZ3NDEKTSV4RRFFQ69G5FAV",
 		"4bf92f3577b34da6a3ce929d0e0e4736", "Root=1-5759e988-bd862e3fe1be46a994272793"[5:],
-		"abc+/=:._-", strings.Repeat("x", middleware.MaxRequestIDLen),
+		"abc+/=:._-", strings.Repeat("x", reqctx.MaxRequestIDLen),
 	} {
 		header, ctx := serveRequestID([]string{id})
 		if header != id || ctx != id {
@@ -49,10 +50,10 @@ func TestRequestIDReplacesMalformed(t *testing.T) {
 	seen := make(map[string]bool)
 	for _, id := range []string{
 		"", " ", "a b", `a"b`, "a\\b", "a\nb", "a\rX-Evil: 1", "a;b", "a,b", "<script>", "é",
-		"a\x00", strings.Repeat("x", middleware.MaxRequestIDLen+1),
+		"a\x00", strings.Repeat("x", reqctx.MaxRequestIDLen+1),
 	} {
 		header, ctx := serveRequestID([]string{id})
-		if header == id || header != ctx || !middleware.ValidRequestID(header) || len(header) != 22 {
+		if header == id || header != ctx || !reqctx.ValidRequestID(header) || len(header) != 22 {
 			t.Errorf("inbound %q: header %q, context %q; want a new 22-character ID in both", id, header, ctx)
 		}
 		if seen[header] {

@@ -96,8 +96,7 @@ func run(ctx context.Context, addr, natsAddr string, services []string, logger *
 	if err != nil {
 		return err
 	}
-	policy, err := authz.New(ctx, authz.RulesJSON([]byte(rules)),
-		authz.WithClaims(middleware.ClaimsFromContext))
+	policy, err := authz.New(ctx, authz.RulesJSON([]byte(rules)))
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,6 @@ func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (http.H
 	policy, err := authz.New(ctx,
 		authz.RulesJSON(rulesJSON),
 		authz.Module("policy.rego", policyRego),
-		authz.WithClaims(middleware.ClaimsFromContext),
 		authz.WithLogger(logger))
 	if err != nil {
 		return nil, err

@@ -76,8 +76,7 @@ func Example_hostApp() {
 		panic(err)
 	}
 	policy, err := authz.New(ctx,
-		authz.RulesJSON([]byte(rules)), // or authz.Files("policy/") for Rego
-		authz.WithClaims(middleware.ClaimsFromContext))
+		authz.RulesJSON([]byte(rules))) // or authz.Files("policy/") for Rego
 	if err != nil {
 		panic(err)
 	}

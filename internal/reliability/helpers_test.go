@@ -142,7 +142,7 @@ func newGateway(t testing.TB, nc *nats.Conn, cfg gatewayConfig) *gateway {
 	if err != nil {
 		t.Fatalf("NewJWTVerifier: %v", err)
 	}
-	popts := []authz.Option{authz.WithClaims(middleware.ClaimsFromContext)}
+	var popts []authz.Option
 	if cfg.Policy == nil {
 		popts = append(popts, authz.RulesJSON([]byte(allowAll)))
 	}

@@ -1,0 +1,121 @@
+// Package reqctx carries the values that belong to one request through
+// every layer of funcmesh: the request ID, the caller's verified claims
+// and, for a call made by a function, the calling function. middleware
+// puts them in the context, authz reads them for the policy, and mesh
+// sends them on with each call; all three import this package and nothing
+// else of each other's for it.
+//
+// Keys are unexported; values are read with the functions below, which
+// answer false when a value is absent.
+package reqctx
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/funcmesh/funcmesh/transport"
+)
+
+// MaxRequestIDLen is the longest request ID accepted anywhere: from an
+// HTTP client's X-Request-Id, in a context, or in a call's Mesh-Request-Id.
+const MaxRequestIDLen = 64
+
+// ValidRequestID reports whether s is acceptable as a request ID: 1 to
+// [MaxRequestIDLen] bytes of ASCII letters, digits and - _ . : + / =
+// (enough for UUIDs, ULIDs, hex and base64 trace IDs), so an ID can go
+// into a header, a log line, a JSON body or a NATS header unescaped, and
+// can never smuggle a line break, a quote or a space.
+func ValidRequestID(s string) bool {
+	if len(s) == 0 || len(s) > MaxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-', c == '_', c == '.', c == ':', c == '+', c == '/', c == '=':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns a context that carries a request ID. An ID that
+// [ValidRequestID] refuses is not stored: [RequestID] then answers false,
+// and whoever needs an ID makes a new one.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	if !ValidRequestID(id) {
+		return ctx
+	}
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request ID put in ctx by [WithRequestID].
+func RequestID(ctx context.Context) (string, bool) {
+	id, ok := ctx.Value(requestIDKey{}).(string)
+	return id, ok
+}
+
+type claimsKey struct{}
+
+type claimsValue struct {
+	claims map[string]any
+	raw    []byte
+}
+
+// WithClaims returns a context that carries a caller's verified claims.
+// raw, when not nil, is the same claims as the JSON object they were
+// decoded from, so that code forwarding them (the Mesh-Auth header) need
+// not encode them again. Nil claims mean an anonymous caller. The JWT
+// middleware calls it; call it yourself when you authenticate callers
+// some other way.
+func WithClaims(ctx context.Context, claims map[string]any, raw []byte) context.Context {
+	return context.WithValue(ctx, claimsKey{}, claimsValue{claims: claims, raw: raw})
+}
+
+// Claims returns the verified claims put in ctx by [WithClaims], and false
+// for an anonymous caller. The map may be shared between requests that
+// carry the same token: it is read-only; copy it to change it.
+func Claims(ctx context.Context) (map[string]any, bool) {
+	v, ok := ctx.Value(claimsKey{}).(claimsValue)
+	if !ok || v.claims == nil {
+		return nil, false
+	}
+	return v.claims, true
+}
+
+// ClaimsJSON returns the verified claims in ctx as a JSON object, and
+// false for an anonymous caller. Like the map of [Claims], the slice is
+// read-only.
+func ClaimsJSON(ctx context.Context) ([]byte, bool) {
+	v, ok := ctx.Value(claimsKey{}).(claimsValue)
+	if !ok || v.claims == nil {
+		return nil, false
+	}
+	if v.raw != nil {
+		return v.raw, true
+	}
+	b, err := json.Marshal(v.claims)
+	if err != nil {
+		return nil, false
+	}
+	return b, true
+}
+
+type callerKey struct{}
+
+// WithCaller returns a context that carries the function that made the
+// call being handled (a nested call). The policy sees it as input.caller.
+func WithCaller(ctx context.Context, c transport.Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// Caller returns the calling function put in ctx by [WithCaller], and
+// false for a call that no function made (from HTTP, say).
+func Caller(ctx context.Context) (transport.Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(transport.Caller)
+	return c, ok
+}

@@ -1,0 +1,62 @@
+package reqctx_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/funcmesh/funcmesh/reqctx"
+	"github.com/funcmesh/funcmesh/transport"
+)
+
+func TestRequestID(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"a", "abc+/=:._-", "0f8fad5b-d9cb-469f-a165-70867728950e", strings.Repeat("x", reqctx.MaxRequestIDLen)} {
+		ctx := reqctx.WithRequestID(context.Background(), id)
+		if got, ok := reqctx.RequestID(ctx); !ok || got != id {
+			t.Errorf("RequestID after WithRequestID(%q) = %q, %v; want %q, true", id, got, ok, id)
+		}
+	}
+	for _, id := range []string{"", "a b", "a\nb", "a\"b", "é", strings.Repeat("x", reqctx.MaxRequestIDLen+1)} {
+		if reqctx.ValidRequestID(id) {
+			t.Errorf("ValidRequestID(%q) = true; want false", id)
+		}
+		ctx := reqctx.WithRequestID(context.Background(), id)
+		if got, ok := reqctx.RequestID(ctx); ok {
+			t.Errorf("RequestID after WithRequestID(%q) = %q, true; want none", id, got)
+		}
+	}
+}
+
+func TestClaims(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	if _, ok := reqctx.Claims(ctx); ok {
+		t.Fatal("Claims of an empty context: ok; want anonymous")
+	}
+	if _, ok := reqctx.ClaimsJSON(reqctx.WithClaims(ctx, nil, []byte(`{}`))); ok {
+		t.Fatal("ClaimsJSON of nil claims: ok; want anonymous")
+	}
+	c := reqctx.WithClaims(ctx, map[string]any{"sub": "u1"}, nil)
+	if m, ok := reqctx.Claims(c); !ok || m["sub"] != "u1" {
+		t.Errorf("Claims = %v, %v; want sub u1", m, ok)
+	}
+	if b, ok := reqctx.ClaimsJSON(c); !ok || string(b) != `{"sub":"u1"}` {
+		t.Errorf("ClaimsJSON = %s, %v; want {\"sub\":\"u1\"}", b, ok)
+	}
+	raw := []byte(`{"sub": "u1"}`)
+	if b, _ := reqctx.ClaimsJSON(reqctx.WithClaims(ctx, map[string]any{"sub": "u1"}, raw)); string(b) != string(raw) {
+		t.Errorf("ClaimsJSON = %s; want the raw form %s", b, raw)
+	}
+}
+
+func TestCaller(t *testing.T) {
+	t.Parallel()
+	if _, ok := reqctx.Caller(context.Background()); ok {
+		t.Fatal("Caller of an empty context: ok")
+	}
+	want := transport.Caller{Service: "a", Function: "f"}
+	if got, ok := reqctx.Caller(reqctx.WithCaller(context.Background(), want)); !ok || got != want {
+		t.Errorf("Caller = %v, %v; want %v, true", got, ok, want)
+	}
+}
