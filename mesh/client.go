@@ -127,6 +127,10 @@ type Request struct {
 	// ContentType is the media type of Params, sent in the Content-Type
 	// header; empty sends none.
 	ContentType string
+	// Header holds more headers to send, such as transport.HeaderTaskID.
+	// The headers the client sets itself (deadline, claims, request ID,
+	// caller, trace context, content type) replace any of the same name.
+	Header nats.Header
 }
 
 // Reply is a successful call's result.
@@ -239,6 +243,9 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 	out := getOutMsg()
 	defer out.release()
 	hb, h := out, out.msg.Header
+	for k, v := range req.Header {
+		h[k] = v
+	}
 	hb.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
 	call, inCall := CallFromContext(ctx)
 	requestID := ""

@@ -32,6 +32,9 @@
 //	                 (decimal); a service must stop working on the call then
 //	Mesh-Request-Id  the request ID, for logs
 //	Mesh-Caller      "service.function" when a function makes the call
+//	Mesh-Task-Id     on a durable (async) call: the task's ID, the same
+//	                 on every attempt, to make the effect idempotent
+//	Mesh-Task-Attempt  on a durable call: the attempt's number, from 1
 //	traceparent      W3C trace context (and tracestate), when tracing
 //	Content-Type     the media type of the params
 //
