@@ -35,7 +35,7 @@ func (e *Events) Start(ctx context.Context) error {
 			e.wg.Add(1)
 			defer e.wg.Done()
 			e.fire(runCtx, &tr, m)
-		}, jetstream.PullMaxMessages(64))
+		}, jetstream.PullMaxMessages(64), jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
 		if err != nil {
 			stop()
 			return err

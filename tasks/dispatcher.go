@@ -197,7 +197,10 @@ type runner struct {
 func (r *runner) run() {
 	d := r.d
 	sem := make(chan struct{}, r.retry.Concurrency)
-	it, err := r.cons.Messages(jetstream.PullMaxMessages(r.retry.Concurrency))
+	it, err := r.cons.Messages(jetstream.PullMaxMessages(r.retry.Concurrency),
+		// Short pulls: after a consumer leader change (a cluster node
+		// lost) the missed heartbeats show it within seconds.
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		d.log.Warn("tasks: consuming", "service", r.service, "function", r.function, "error", err)
 		d.mu.Lock()
@@ -287,7 +290,10 @@ func (r *runner) attempt(msg jetstream.Msg) {
 		r.fail(ctx, msg, tk, st, transport.NewError(transport.CodePermissionDenied, reason))
 		return
 	}
-	if attempt > 1 {
+	// Every delivery looks at the status first, not only redeliveries: a
+	// cluster that lost a consumer leader, or a broker killed with its
+	// host, may deliver a finished task again with its count reset.
+	{
 		if prev, _, err := t.loadStatus(ctx, tk.id); err == nil {
 			if prev.State.Final() {
 				// Done before: the acknowledgement was lost.
@@ -296,6 +302,10 @@ func (r *runner) attempt(msg jetstream.Msg) {
 			}
 			st.History = prev.History
 			st.Error = prev.Error
+			if prev.Attempts >= attempt && prev.enqueuedSame(tk) {
+				// The broker forgot deliveries: count on from the status.
+				attempt = prev.Attempts + 1
+			}
 		}
 	}
 	if attempt > tk.retry.MaxAttempts {

@@ -140,3 +140,7 @@ func (t *Tasks) setResult(st *Status, body []byte, contentType string) {
 		st.ResultBase64 = body
 	}
 }
+
+// enqueuedSame reports whether st is the status of tk as enqueued (not of
+// an earlier life of the same ID, such as a replayed dead letter).
+func (st *Status) enqueuedSame(tk *task) bool { return st.Enqueued.Equal(tk.enqueued) }
