@@ -292,10 +292,31 @@ func (r *runner) attempt(msg jetstream.Msg) {
 	}
 	// Every delivery looks at the status first, not only redeliveries: a
 	// cluster that lost a consumer leader, or a broker killed with its
-	// host, may deliver a finished task again with its count reset.
-	{
+	// host, may deliver a finished task again with its count reset. The
+	// first attempt's "running" status is created only if there is none,
+	// which is that look in the same round trip.
+	markRunning := func() {
+		st.State, st.Attempts, st.Updated, st.Due = StateRunning, attempt, now, nil
+		st.History = append(st.History, now)
+		if len(st.History) > 20 {
+			st.History = st.History[len(st.History)-20:]
+		}
+	}
+	var running jetstream.PubAckFuture
+	created := false
+	if attempt == 1 {
+		markRunning()
+		if b, err := json.Marshal(st); err == nil {
+			_, err := t.status.Create(ctx, tk.id, b)
+			created = err == nil
+		}
+		if !created {
+			st.History, st.Attempts = nil, 0
+		}
+	}
+	if !created {
 		if prev, _, err := t.loadStatus(ctx, tk.id); err == nil {
-			if prev.State.Final() {
+			if prev.State.Final() && (attempt > 1 || prev.enqueuedSame(tk)) {
 				// Done before: the acknowledgement was lost.
 				_ = msg.Ack()
 				return
@@ -307,18 +328,14 @@ func (r *runner) attempt(msg jetstream.Msg) {
 				attempt = prev.Attempts + 1
 			}
 		}
+		if attempt > tk.retry.MaxAttempts {
+			r.fail(ctx, msg, tk, st, transport.NewError(transport.CodeUnavailable,
+				"no attempts left: the last attempt was interrupted (its host stopped or lost the broker)"))
+			return
+		}
+		markRunning()
+		running = t.putStatusAsync(st)
 	}
-	if attempt > tk.retry.MaxAttempts {
-		r.fail(ctx, msg, tk, st, transport.NewError(transport.CodeUnavailable,
-			"no attempts left: the last attempt was interrupted (its host stopped or lost the broker)"))
-		return
-	}
-	st.State, st.Attempts, st.Updated, st.Due = StateRunning, attempt, now, nil
-	st.History = append(st.History, now)
-	if len(st.History) > 20 {
-		st.History = st.History[len(st.History)-20:]
-	}
-	running := t.putStatusAsync(st)
 
 	// Keep the attempt ours while it runs.
 	keep := make(chan struct{})
