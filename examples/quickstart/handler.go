@@ -32,7 +32,8 @@ var (
 //
 //	/fn/{service}/{function}  the gateway, behind the middleware chain
 //	GET /fn                   the running services, their functions and instances
-func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (http.Handler, error) {
+//	GET /tasks/{id}           an async call's status, for its caller
+func newHandler(ctx context.Context, nc *nats.Conn, du *durable, logger *slog.Logger) (http.Handler, error) {
 	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
 		Keys: []middleware.JWTKey{{Algorithm: "HS256", Key: demoSecret}},
 	})
@@ -75,7 +76,8 @@ func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (http.H
 	mux := http.NewServeMux()
 	// No method in the pattern, so CORS preflights (OPTIONS) reach the
 	// chain; the gateway answers 405 to anything but POST.
-	mux.Handle("/fn/{service}/{function}", chain.Then(gw))
+	mux.Handle("/fn/{service}/{function}", chain.Then(du.wrap(gw)))
+	mux.Handle("GET /tasks/{id}", alice.New(middleware.RequestID, middleware.JWT(verifier)).Then(du.q.StatusHandler()))
 	mux.Handle("GET /fn", alice.New(middleware.RequestID, middleware.AccessLog(logger)).Then(disc))
 	return mux, nil
 }
