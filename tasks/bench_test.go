@@ -35,7 +35,12 @@ func rawStream(b *testing.B, js jetstream.JetStream) jetstream.Stream {
 func BenchmarkEnqueue(b *testing.B) {
 	e := newEnv(b, tasks.Options{})
 	js, _ := jetstream.New(e.b.Conn())
-	rawStream(b, js)
+	raw := rawStream(b, js)
+	// Like the tasks' stream, the raw one has a durable consumer waiting
+	// (not pulling) for what is published.
+	if _, err := raw.CreateOrUpdateConsumer(context.Background(), jetstream.ConsumerConfig{Durable: "rawwait", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "raw.mail.send.*"}); err != nil {
+		b.Fatal(err)
+	}
 	ctx := withClaims(context.Background(), `{"sub":"u1","role":"user"}`)
 	ctx = reqctx.WithRequestID(ctx, "bench")
 	// No dispatcher takes the tasks: this measures the enqueue alone.
