@@ -147,7 +147,8 @@ async function send(o, service, fn, params, extraHeaders) {
   }
   const token = typeof o.token === "function" ? await o.token() : o.token;
   if (token) headers["Authorization"] = "Bearer " + token;
-  if (o.timeout) headers["Mesh-Timeout-Ms"] = String(Math.ceil(o.timeout));
+  // Whole milliseconds, rounded up, at most the header's 10 digits.
+  if (o.timeout) headers["Mesh-Timeout-Ms"] = String(Math.min(Math.ceil(o.timeout), 9_999_999_999));
 
   // One controller for the caller's signal and our own timer.
   const ctl = new AbortController();
@@ -159,10 +160,14 @@ async function send(o, service, fn, params, extraHeaders) {
     o.signal.addEventListener("abort", onAbort, { once: true });
   }
   if (o.timeout) {
-    timer = setTimeout(() => {
-      timedOut = true;
-      ctl.abort();
-    }, Math.ceil(o.timeout) + timeoutGraceMs);
+    // setTimeout takes at most 2^31-1 ms; a longer timeout sets no timer.
+    const wait = Math.ceil(o.timeout) + timeoutGraceMs;
+    if (wait <= 0x7fffffff) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        ctl.abort();
+      }, wait);
+    }
   }
 
   const url = o.baseURL.replace(/\/+$/, "") + o.prefix + "/" + service + "/" + fn;

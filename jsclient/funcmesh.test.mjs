@@ -176,6 +176,9 @@ test("timeout: sent as Mesh-Timeout-Ms; the client gives up a second later", asy
   assert.equal(lastRequest().headers["mesh-timeout-ms"], "10000");
   await mesh.call("greeter", "hello", { name: "x" }, { timeout: 2.5 });
   assert.equal(lastRequest().headers["mesh-timeout-ms"], "3");
+  // The header holds at most 10 digits; a longer timeout sets no timer.
+  await mesh.call("greeter", "hello", { name: "x" }, { timeout: 1e12 });
+  assert.equal(lastRequest().headers["mesh-timeout-ms"], "9999999999");
 
   const start = Date.now();
   const err = await rejects(mesh.call("slow", "hang", undefined, { timeout: 50 }));
