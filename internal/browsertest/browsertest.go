@@ -177,6 +177,17 @@ func (tab *Tab) Run(t *testing.T, timeout time.Duration, actions ...chromedp.Act
 	}
 }
 
+// Poll waits until the JavaScript expression is truthy in the page,
+// failing the test with what (what was awaited) after timeout.
+func (tab *Tab) Poll(t *testing.T, timeout time.Duration, what, expr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab.Ctx, timeout)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(timeout))); err != nil {
+		t.Fatalf("browser: waiting for %s (%s): %v", what, expr, err)
+	}
+}
+
 // Eval evaluates a JavaScript expression in the tab's page, awaiting it if
 // it is a promise, and returns its value decoded from JSON into a T. It
 // fails the test if that fails or takes longer than timeout.
