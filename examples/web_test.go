@@ -124,4 +124,3 @@ type entry struct {
 	Message   string `json:"message"`
 	RequestID string `json:"requestId"`
 }
-
