@@ -22,7 +22,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"net/http"
-	"path"
+	"strings"
 	"time"
 )
 
@@ -72,7 +72,8 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	f, ok := files[path.Base(r.URL.Path)]
+	p := r.URL.Path
+	f, ok := files[p[strings.LastIndexByte(p, '/')+1:]]
 	if !ok {
 		http.NotFound(w, r)
 		return
