@@ -148,8 +148,12 @@
 // change is loaded, compiled and prepared in full, then swapped in with
 // one atomic store, so a request sees the old policy or the new one, never
 // part of each. A change that fails keeps the policy in use and is
-// reported to [WithReloadHook] and the logger. [Authorizer.Reload] does the
-// same on demand (on SIGHUP, say, or for an [FS]).
+// reported to [WithReloadHook] and the logger. So does a change after
+// which a file the policy was read from is missing (deleted, renamed, or
+// between the steps of an editor's save): a policy without its data could
+// allow more than meant, so the old one stays until the file is back
+// ([ErrIncomplete]). [Authorizer.Reload] reloads on demand (on SIGHUP,
+// say, or for an [FS]) and takes the files as they are, removals included.
 //
 // # Cost
 //

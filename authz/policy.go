@@ -22,6 +22,7 @@ import (
 type policy struct {
 	rules *rulesEval // the rule config; nil without one
 	user  *evaluator // the Rego policy's query; nil without modules
+	files []string   // the files on disk it was read from
 }
 
 // evaluator is one prepared query.
