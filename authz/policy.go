@@ -27,8 +27,8 @@ type policy struct {
 
 // evaluator is one prepared query.
 type evaluator struct {
-	query string
-	full  rego.PreparedEvalQuery
+	query    string
+	full     rego.PreparedEvalQuery
 	uses     inputUses
 	compiler *ast.Compiler // the compiled modules, read-only
 }
