@@ -52,7 +52,6 @@ func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger, corsOri
 	}
 	cors, err := middleware.CORS(middleware.CORSOptions{
 		AllowedOrigins: corsOrigins, // your web app; go run ./examples/web serves one
-		AllowedHeaders: []string{"Authorization", "Content-Type", "X-Request-Id", "Mesh-Timeout-Ms"},
 	})
 	if err != nil {
 		return nil, err
