@@ -12,6 +12,7 @@ import (
 	"github.com/funcmesh/funcmesh/authz"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/spacecloud"
 )
 
 // demoSecret signs and verifies the demo tokens (HS256). A real app reads
@@ -32,6 +33,7 @@ var (
 //
 //	/fn/{service}/{function}  the gateway, behind the middleware chain
 //	GET /fn                   the running services, their functions and instances
+//	/v1/api/quickstart/...    Space Cloud's call API, on the same chain
 func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (http.Handler, error) {
 	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
 		Keys: []middleware.JWTKey{{Algorithm: "HS256", Key: demoSecret}},
@@ -77,5 +79,11 @@ func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (http.H
 	// chain; the gateway answers 405 to anything but POST.
 	mux.Handle("/fn/{service}/{function}", chain.Then(gw))
 	mux.Handle("GET /fn", alice.New(middleware.RequestID, middleware.AccessLog(logger)).Then(disc))
+
+	// Space Cloud's call API (space-api's api.call) on the same chain:
+	// the envelope is unwrapped before the policy sees the params.
+	sc := &spacecloud.Handler{Next: chain.Then(gw), Project: "quickstart"}
+	mux.Handle(spacecloud.Pattern, sc)
+	mux.Handle(spacecloud.LegacyPattern, sc)
 	return mux, nil
 }
