@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/funcmesh/funcmesh/authz"
+	"github.com/funcmesh/funcmesh/examples/web/webpage"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
 	"github.com/funcmesh/funcmesh/spacecloud"
@@ -33,8 +34,11 @@ var (
 //
 //	/fn/{service}/{function}  the gateway, behind the middleware chain
 //	GET /fn                   the running services, their functions and instances
+//	GET /                     the web example's page, calling the gateway from its origin
 //	/v1/api/quickstart/...    Space Cloud's call API, on the same chain
-func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (http.Handler, error) {
+//
+// Pages from corsOrigins may call the gateway from their own origins.
+func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger, corsOrigins []string) (http.Handler, error) {
 	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
 		Keys: []middleware.JWTKey{{Algorithm: "HS256", Key: demoSecret}},
 	})
@@ -49,7 +53,7 @@ func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (http.H
 		return nil, err
 	}
 	cors, err := middleware.CORS(middleware.CORSOptions{
-		AllowedOrigins: []string{"http://localhost:3000"}, // your web app
+		AllowedOrigins: corsOrigins, // your web app; go run ./examples/web serves one
 	})
 	if err != nil {
 		return nil, err
@@ -79,6 +83,7 @@ func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (http.H
 	// chain; the gateway answers 405 to anything but POST.
 	mux.Handle("/fn/{service}/{function}", chain.Then(gw))
 	mux.Handle("GET /fn", alice.New(middleware.RequestID, middleware.AccessLog(logger)).Then(disc))
+	mux.Handle("/", webpage.Handler("")) // a frontend on the gateway's origin; GET only
 
 	// Space Cloud's call API (space-api's api.call) on the same chain:
 	// the envelope is unwrapped before the policy sees the params.
