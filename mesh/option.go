@@ -245,6 +245,7 @@ func WithClaimsSigner(s *transport.ClaimsSigner) ClientRouterOption {
 		router: func(c *routerConfig) { c.signer = s },
 	}
 }
+
 // ClientServiceOption is both a ClientOption and a ServiceOption.
 type ClientServiceOption interface {
 	ClientOption
