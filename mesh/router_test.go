@@ -428,9 +428,15 @@ func TestNewRouterErrors(t *testing.T) {
 		"nil conn":      func() (*mesh.Router, error) { return mesh.NewRouter(nil, allow, mesh.WithClaimsSigner(testSigner)) },
 		"nil authorize": func() (*mesh.Router, error) { return mesh.NewRouter(e.nc, nil, mesh.WithClaimsSigner(testSigner)) },
 		"no signer":     func() (*mesh.Router, error) { return mesh.NewRouter(e.nc, allow) },
-		"overlap":       func() (*mesh.Router, error) { return mesh.NewRouter(e.nc, allow, mesh.WithClaimsSigner(testSigner), mesh.WithCallPrefix("fn")) },
-		"hops":          func() (*mesh.Router, error) { return mesh.NewRouter(e.nc, allow, mesh.WithClaimsSigner(testSigner), mesh.WithMaxHops(0)) },
-		"workers":       func() (*mesh.Router, error) { return mesh.NewRouter(e.nc, allow, mesh.WithClaimsSigner(testSigner), mesh.WithRouterWorkers(0)) },
+		"overlap": func() (*mesh.Router, error) {
+			return mesh.NewRouter(e.nc, allow, mesh.WithClaimsSigner(testSigner), mesh.WithCallPrefix("fn"))
+		},
+		"hops": func() (*mesh.Router, error) {
+			return mesh.NewRouter(e.nc, allow, mesh.WithClaimsSigner(testSigner), mesh.WithMaxHops(0))
+		},
+		"workers": func() (*mesh.Router, error) {
+			return mesh.NewRouter(e.nc, allow, mesh.WithClaimsSigner(testSigner), mesh.WithRouterWorkers(0))
+		},
 	} {
 		if r, err := f(); err == nil {
 			_ = r.Stop(context.Background())
