@@ -24,12 +24,12 @@ import (
 // host with its gateway and router, a stream holding one message, a
 // watcher (as the host) on every subject, and the rogue's connection.
 type bounceEnv struct {
-	b      *broker.Broker
-	g      *gateway
-	js     jetstream.JetStream
-	rogue  *nats.Conn
-	errs   *permErrors
-	seen   chan *nats.Msg // everything published, as the host saw it
+	b     *broker.Broker
+	g     *gateway
+	js    jetstream.JetStream
+	rogue *nats.Conn
+	errs  *permErrors
+	seen  chan *nats.Msg // everything published, as the host saw it
 }
 
 func newBounceEnv(t *testing.T) *bounceEnv {
