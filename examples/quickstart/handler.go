@@ -7,11 +7,12 @@ import (
 	"net/http"
 
 	"github.com/justinas/alice"
-	"github.com/nats-io/nats.go"
 
 	"github.com/funcmesh/funcmesh/authz"
+	"github.com/funcmesh/funcmesh/broker"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/transport"
 )
 
 // demoSecret signs and verifies the demo tokens (HS256). A real app reads
@@ -32,34 +33,48 @@ var (
 //
 //	/fn/{service}/{function}  the gateway, behind the middleware chain
 //	GET /fn                   the running services, their functions and instances
-func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (http.Handler, error) {
+//
+// and the router of nested calls, which the caller stops: a function that
+// calls another (greeter.welcome calls accounts.me) passes the same policy.
+func newHandler(ctx context.Context, b *broker.Broker, logger *slog.Logger) (http.Handler, *mesh.Router, error) {
+	nc := b.Conn()
 	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
 		Keys: []middleware.JWTKey{{Algorithm: "HS256", Key: demoSecret}},
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	policy, err := authz.New(ctx,
 		authz.RulesJSON(rulesJSON),
 		authz.Module("policy.rego", policyRego),
 		authz.WithLogger(logger))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cors, err := middleware.CORS(middleware.CORSOptions{
 		AllowedOrigins: []string{"http://localhost:3000"}, // your web app
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	gw, err := mesh.NewGateway(nc)
+	// The host signs the claims it forwards, so that a function can pass
+	// them on to the functions it calls; the router checks the signature.
+	signer, err := transport.NewClaimsSigner(b.ClaimsKey())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	gw, err := mesh.NewGateway(nc, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		return nil, nil, err
+	}
+	router, err := mesh.NewRouter(nc, policy.AuthorizeCall, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		return nil, nil, err
 	}
 	gw.ErrorLog = logger
 	disc, err := mesh.NewDiscovery(nc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	// alice.New(a, b).Then(h) is a(b(h)): the request meets them in order.
@@ -77,5 +92,5 @@ func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (http.H
 	// chain; the gateway answers 405 to anything but POST.
 	mux.Handle("/fn/{service}/{function}", chain.Then(gw))
 	mux.Handle("GET /fn", alice.New(middleware.RequestID, middleware.AccessLog(logger)).Then(disc))
-	return mux, nil
+	return mux, router, nil
 }

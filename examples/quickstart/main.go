@@ -79,10 +79,11 @@ func run(ctx context.Context, addr string, logger *slog.Logger) error {
 	}
 
 	// 3. The gateway behind the middleware chain (handler.go).
-	handler, err := newHandler(ctx, b.Conn(), logger)
+	handler, router, err := newHandler(ctx, b, logger)
 	if err != nil {
 		return err
 	}
+	defer router.Stop(context.Background()) // after the HTTP server, before the services
 
 	// 4. The HTTP server. The timeouts matter on anything reachable from
 	// outside: without ReadHeaderTimeout a client that sends its headers a
