@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +57,7 @@ func New(ctx context.Context, opts ...Option) (*Authorizer, error) {
 	if _, err := parseQuery(a.cfg.query); err != nil {
 		return nil, err
 	}
-	p, err := a.load(ctx)
+	p, err := a.load(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -69,25 +70,51 @@ func New(ctx context.Context, opts ...Option) (*Authorizer, error) {
 	return a, nil
 }
 
-func (a *Authorizer) load(ctx context.Context) (*policy, error) {
+// load loads and compiles the policy. With whole, it refuses a set that
+// lacks a file the policy in use was read from.
+func (a *Authorizer) load(ctx context.Context, whole bool) (*policy, error) {
 	l, err := loadSources(a.cfg.sources)
 	if err != nil {
 		return nil, err
 	}
-	return compilePolicy(ctx, l, a.cfg.query)
+	if old := a.current.Load(); whole && old != nil {
+		if missing := l.missingFiles(old.files); len(missing) > 0 {
+			return nil, fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(missing, ", "))
+		}
+	}
+	p, err := compilePolicy(ctx, l, a.cfg.query)
+	if err != nil {
+		return nil, err
+	}
+	p.files = l.files
+	return p, nil
 }
+
+// ErrIncomplete is returned (wrapped) by a reload the watcher made when a
+// file the policy in use was read from is missing: a data document or
+// module deleted, renamed, or in the middle of an editor's save. Loading
+// the rest could widen what is allowed (allow if not data.blocklist[…]
+// allows everyone once the blocklist is gone), so the policy in use stays
+// until the file is back; to drop a file on purpose, call
+// [Authorizer.Reload].
+var ErrIncomplete = errors.New("authz: a policy file is missing; keeping the policy in use")
 
 // Reload loads and compiles the policy again from its sources and, when
 // that succeeds, puts it in use; otherwise the policy in use stays and the
 // error is returned. Either way the reload hook is called and a failure is
-// logged. Watching calls it on every change.
+// logged. Reload takes the files as they are: unlike the reloads watching
+// makes, it accepts a set from which files were removed.
 func (a *Authorizer) Reload(ctx context.Context) error {
+	return a.reload(ctx, false)
+}
+
+func (a *Authorizer) reload(ctx context.Context, whole bool) error {
 	if a == nil || a.current.Load() == nil {
 		return ErrNotReady
 	}
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	p, err := a.load(ctx)
+	p, err := a.load(ctx, whole)
 	if err == nil {
 		a.current.Store(p)
 	} else if a.cfg.logger != nil {

@@ -68,6 +68,12 @@
 //
 //	reason := "only admins may do this" if not allow
 //
+// All four are evaluated for every decision, whatever allow says: an
+// error in any of them (a status rule calling to_number("x"), two
+// conflicting reasons) is an evaluation error, answered 500, even when
+// allow is true. The package's other rules are evaluated only as those
+// four need them.
+//
 // A query that names a rule may answer with a boolean, or with an object
 // {"allow": bool, "status": int, "reason": string, "headers": {...}}.
 // status is the HTTP status of a denial: a 4xx status is used as it is,
@@ -148,15 +154,18 @@
 // change is loaded, compiled and prepared in full, then swapped in with
 // one atomic store, so a request sees the old policy or the new one, never
 // part of each. A change that fails keeps the policy in use and is
-// reported to [WithReloadHook] and the logger. [Authorizer.Reload] does the
-// same on demand (on SIGHUP, say, or for an [FS]).
+// reported to [WithReloadHook] and the logger. So does a change after
+// which a file the policy was read from is missing (deleted, renamed, or
+// between the steps of an editor's save): a policy without its data could
+// allow more than meant, so the old one stays until the file is back
+// ([ErrIncomplete]). [Authorizer.Reload] reloads on demand (on SIGHUP,
+// say, or for an [FS]) and takes the files as they are, removals included.
 //
 // # Cost
 //
 // A decision for a hand-written policy costs one prepared OPA evaluation
-// (two when a package's allow is not true: allow first, then the rest for
-// the status and reason), over an input document built lazily from the
-// request. A rule config costs no OPA evaluation: its entries are built at
+// of its decision (allow, status, reason and headers together), over an
+// input document built lazily from the request. A rule config costs no OPA evaluation: its entries are built at
 // load, with constant clauses folded (an or with an allow clause allows),
 // and a decision walks one rule tree, converting only the claims and
 // params a match reads: about 0.2 µs and one allocation for an

@@ -132,8 +132,10 @@ func WithQuery(ref string) Option {
 
 // WithWatch makes the Authorizer watch the paths of [Files] and
 // [RulesFile] and reload the policy when they change. A change that does
-// not load (a syntax error, a rule config that does not validate) keeps the
-// policy in use and is reported to the reload hook and the logger. The
+// not load (a syntax error, a rule config that does not validate, a file
+// of 0 bytes) keeps the policy in use and is reported to the reload hook
+// and the logger; so does a change after which a file the policy in use
+// was read from is missing ([ErrIncomplete]), until it is back. The
 // default is not to watch; [Authorizer.Close] stops watching.
 func WithWatch(on bool) Option {
 	return optionFunc(func(c *config) { c.watch = on })

@@ -273,7 +273,7 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 			}
 		}
 		if deadline.Before(call.deadline) {
-			hb.set(routeTimeoutHeader, formatTimeout(time.Until(deadline)))
+			hb.set(transport.TimeoutHeader, transport.FormatTimeout(time.Until(deadline)))
 		}
 		hb.set(transport.HeaderCaller, call.ep.caller)
 		if call.hops > 0 {

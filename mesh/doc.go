@@ -87,10 +87,13 @@
 // Headers the HTTP client sent never travel: the call carries only the
 // contract's headers, built by the client from the context (the verified
 // claims of reqctx.ClaimsJSON, the request ID of
-// reqctx.RequestID). It answers with the function's result
+// reqctx.RequestID). The call's deadline is the request context's, else
+// the Client's timeout; a caller may shorten it, never extend it, with
+// the Mesh-Timeout-Ms request header (transport.TimeoutHeader, decimal
+// milliseconds). It answers with the function's result
 // and content type, or a JSON error body (transport.WriteHTTPError):
 //
-//	400  bad service or function name, params a typed function cannot decode
+//	400  bad service or function name, params a typed function cannot decode, a bad Mesh-Timeout-Ms
 //	404  the service runs but has no such function
 //	405  a method other than POST (with Allow: POST); no call is made
 //	413  body over the limit (Gateway.MaxBodyBytes, never above what NATS carries)
@@ -99,7 +102,7 @@
 //	500  the function failed without a code, or panicked
 //	502  a malformed reply
 //	503  no instance of the service runs, or the broker is not connected
-//	504  the deadline passed
+//	504  the deadline passed (the gateway's or the caller's)
 //	4xx/5xx  the function's own error status
 //
 // 401 and 403 come from the authentication and authorization middleware in

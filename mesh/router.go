@@ -24,12 +24,6 @@ import (
 // from the gateway is hop 0, the call its function makes hop 1, and so on.
 const DefaultMaxHops = 8
 
-// routeTimeoutHeader gives a nested call a shorter deadline than the
-// parent's: decimal milliseconds, as the gateway's HTTP header of the same
-// name. Only a router reads it; it can shorten the deadline, never extend
-// it.
-const routeTimeoutHeader = "Mesh-Timeout-Ms"
-
 // AuthorizeFunc decides whether a nested call may be made. ctx carries the
 // caller's verified claims ([reqctx.Claims], absent for an anonymous
 // caller), the calling function ([reqctx.Caller]: the service proven by the
@@ -365,10 +359,10 @@ func (r *Router) check(m *nats.Msg, caller, service, function string) (*forward,
 		// Anonymous: the deadline is the caller's word, within bounds.
 		deadline = limit
 	}
-	if v := headerValue(h, routeTimeoutHeader); v != "" {
-		d, err := parseTimeout(v)
+	if v := headerValue(h, transport.TimeoutHeader); v != "" {
+		d, err := transport.ParseTimeout(v)
 		if err != nil {
-			return nil, transport.WrapError(transport.CodeInvalidArgument, "invalid "+routeTimeoutHeader+" header", err)
+			return nil, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.TimeoutHeader+" header", err)
 		}
 		if t := now.Add(d); t.Before(deadline) {
 			deadline = t
@@ -483,33 +477,4 @@ func ownInbox(reply, caller string) bool {
 		}
 	}
 	return true
-}
-
-// parseTimeout decodes a Mesh-Timeout-Ms value: 1 to 10 decimal digits,
-// above zero.
-func parseTimeout(s string) (time.Duration, error) {
-	if s == "" || len(s) > 10 {
-		return 0, fmt.Errorf("mesh: timeout %.20q: want 1 to 10 digits of milliseconds", s)
-	}
-	var ms int64
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("mesh: timeout %q: want decimal milliseconds", s)
-		}
-		ms = ms*10 + int64(s[i]-'0')
-	}
-	if ms == 0 {
-		return 0, errors.New("mesh: timeout 0: want more than 0 milliseconds")
-	}
-	return time.Duration(ms) * time.Millisecond, nil
-}
-
-// formatTimeout encodes d for Mesh-Timeout-Ms, rounded up to whole
-// milliseconds and at least 1.
-func formatTimeout(d time.Duration) string {
-	ms := int64(d / time.Millisecond)
-	if d%time.Millisecond > 0 {
-		ms++
-	}
-	return strconv.FormatInt(max(ms, 1), 10)
 }

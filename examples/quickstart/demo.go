@@ -42,6 +42,9 @@ curl -i -X POST -H "Authorization: Bearer $TOKEN" {{.URL}}/fn/billing/invoices
 # 200 OK: the running services, their functions and instances
 curl -i {{.URL}}/fn
 
+Or open this in a browser: the web example, signed in as ada:
+{{.URL}}/#token={{.Token}}
+
 Ctrl-C stops everything gracefully.
 `))
 

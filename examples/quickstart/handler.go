@@ -10,6 +10,7 @@ import (
 
 	"github.com/funcmesh/funcmesh/authz"
 	"github.com/funcmesh/funcmesh/broker"
+	"github.com/funcmesh/funcmesh/examples/web/webpage"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
 	"github.com/funcmesh/funcmesh/transport"
@@ -33,10 +34,13 @@ var (
 //
 //	/fn/{service}/{function}  the gateway, behind the middleware chain
 //	GET /fn                   the running services, their functions and instances
+//	GET /                     the web example's page, calling the gateway from its origin
 //
-// and the router of nested calls, which the caller stops: a function that
-// calls another (greeter.welcome calls accounts.me) passes the same policy.
-func newHandler(ctx context.Context, b *broker.Broker, logger *slog.Logger) (http.Handler, *mesh.Router, error) {
+// Pages from corsOrigins may call the gateway from their own origins. It
+// also returns the router of nested calls, which the caller stops: a
+// function that calls another (greeter.welcome calls accounts.me) passes
+// the same policy.
+func newHandler(ctx context.Context, b *broker.Broker, logger *slog.Logger, corsOrigins []string) (http.Handler, *mesh.Router, error) {
 	nc := b.Conn()
 	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
 		Keys: []middleware.JWTKey{{Algorithm: "HS256", Key: demoSecret}},
@@ -52,7 +56,7 @@ func newHandler(ctx context.Context, b *broker.Broker, logger *slog.Logger) (htt
 		return nil, nil, err
 	}
 	cors, err := middleware.CORS(middleware.CORSOptions{
-		AllowedOrigins: []string{"http://localhost:3000"}, // your web app
+		AllowedOrigins: corsOrigins, // your web app; go run ./examples/web serves one
 	})
 	if err != nil {
 		return nil, nil, err
@@ -92,5 +96,6 @@ func newHandler(ctx context.Context, b *broker.Broker, logger *slog.Logger) (htt
 	// chain; the gateway answers 405 to anything but POST.
 	mux.Handle("/fn/{service}/{function}", chain.Then(gw))
 	mux.Handle("GET /fn", alice.New(middleware.RequestID, middleware.AccessLog(logger)).Then(disc))
+	mux.Handle("/", webpage.Handler("")) // a frontend on the gateway's origin; GET only
 	return mux, router, nil
 }

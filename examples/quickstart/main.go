@@ -33,6 +33,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "localhost:8080", "HTTP listen address (port 0 picks a free one)")
+	corsOrigin := flag.String("cors-origin", "http://localhost:3000", "the origin whose pages may call the gateway (go run ./examples/web serves one there)")
 	flag.Parse()
 
 	// Ctrl-C or SIGTERM cancels ctx, which starts the graceful shutdown.
@@ -44,13 +45,13 @@ func main() {
 	}()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(ctx, *addr, logger); err != nil {
+	if err := run(ctx, *addr, []string{*corsOrigin}, logger); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, addr string, logger *slog.Logger) error {
+func run(ctx context.Context, addr string, corsOrigins []string, logger *slog.Logger) error {
 	// 1. The broker: a nats-server inside this process; no port is opened.
 	// Its own log goes to stderr too, warnings and errors only.
 	natsLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -79,7 +80,7 @@ func run(ctx context.Context, addr string, logger *slog.Logger) error {
 	}
 
 	// 3. The gateway behind the middleware chain (handler.go).
-	handler, router, err := newHandler(ctx, b, logger)
+	handler, router, err := newHandler(ctx, b, logger, corsOrigins)
 	if err != nil {
 		return err
 	}
