@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,30 @@ type Authorizer struct {
 
 	reloadMu sync.Mutex // serializes reloads
 	watch    *watcher   // nil unless WithWatch
+
+	decoding atomic.Int64 // decisions decoding params now (see WithMaxDecoding)
+}
+
+// errBusy answers a call when every decoding slot is taken.
+var errBusy = transport.NewError(transport.CodeResourceExhausted, "too many calls being authorized, try again")
+
+// acquire takes a decoding slot, or reports that none is free. A nil
+// Authorizer has no policy, and nothing to decode.
+func (a *Authorizer) acquire() bool {
+	if a == nil {
+		return true
+	}
+	if a.decoding.Add(1) > int64(a.cfg.maxDecoding) {
+		a.decoding.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (a *Authorizer) release() {
+	if a != nil {
+		a.decoding.Add(-1)
+	}
 }
 
 // New loads and compiles the policy from the sources among opts (see
@@ -186,7 +211,10 @@ func (a *Authorizer) report(ctx context.Context, in *Input, start time.Time, d D
 	hook := a.hook()
 	if err != nil {
 		code := transport.CodeOf(ctx.Err())
-		if code == "" {
+		switch {
+		case errors.Is(err, errBusy):
+			code = transport.CodeResourceExhausted
+		case code == "":
 			code = transport.CodeInternal
 		}
 		if code == transport.CodeInternal {
@@ -232,6 +260,19 @@ func (a *Authorizer) evaluate(ctx context.Context, p *policy, in *Input, params 
 	if pl == nil {
 		planned := p.plan(in.Service, in.Function)
 		pl = &planned
+	}
+	if params == nil && pl.uses.has("params") {
+		if raw, ok := in.Params.(json.RawMessage); ok && len(raw) > 0 {
+			if !a.acquire() {
+				return Decision{}, errBusy
+			}
+			defer a.release()
+		}
+		whole, paths := pl.uses.below("params")
+		var err error
+		if params, err = paramsValue(in.Params, newReadTree(whole, paths), !pl.uses.eager); err != nil {
+			return Decision{}, err
+		}
 	}
 	if pl.rule != nil {
 		d, err := p.rules.decide(ctx, pl.rule, in, params)

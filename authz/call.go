@@ -32,7 +32,7 @@ func (a *Authorizer) AuthorizeCall(ctx context.Context, service, function string
 	d, err := a.Authorize(ctx, in)
 	if err != nil {
 		if transport.CodeOf(err) == transport.CodeInternal && len(params) > 0 {
-			if _, perr := decodeParams(params, true); perr != nil {
+			if _, perr := scanJSON(params); perr != nil {
 				return transport.WrapError(transport.CodeInvalidArgument, "malformed JSON in the params", perr)
 			}
 		}

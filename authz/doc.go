@@ -42,6 +42,16 @@
 // middleware reads and decodes the body only when the compiled policy
 // refers to input.params (or to input as a whole), and a rule config's
 // function whose rule does not look at params leaves the body alone.
+// The whole body is checked (JSON syntax, nesting, number bounds, keys in
+// two letter cases) without being built, and then only the parts the
+// policy refers to are decoded: for a policy that reads
+// input.params.amount and input.params.user, an object of those two keys,
+// whatever else the body holds. A part the policy reads whole (a value
+// passed to count or walk, a computed key) is decoded whole if that takes
+// at most 32 times its size, and answered 413 otherwise; at most
+// [WithMaxDecoding] calls are decoded and decided at once, and more are
+// answered 429. So the memory that authorizing takes stays a small
+// multiple of the bodies in flight, for callers who need not sign in.
 //
 // # Writing a Rego policy
 //

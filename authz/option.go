@@ -47,6 +47,7 @@ type config struct {
 	route        func(*http.Request) (service, function string)
 	headers      []string // lower case
 	maxBody      int64
+	maxDecoding  int
 	errs         []error
 }
 
@@ -210,6 +211,30 @@ func WithMaxBodyBytes(n int64) Option {
 	})
 }
 
+// DefaultMaxDecoding is how many calls may have their params decoded and
+// decided at once unless [WithMaxDecoding] sets another bound.
+const DefaultMaxDecoding = 64
+
+// WithMaxDecoding bounds how many calls may have their params decoded and
+// decided at once; another call that needs its params decoded is
+// answered 429 (by the middleware) or denied with a
+// resource_exhausted error (by [Authorizer.Authorize]) without being
+// decoded. Together with the body limit and the bound on what one
+// decoding may take (the parts of the params the policy reads; params
+// read whole at most 24 times their size), this bounds the memory that
+// authorization takes, for callers who need not be signed in. The bound
+// is taken after the body is read, and given back when the decision is
+// made. The default is [DefaultMaxDecoding].
+func WithMaxDecoding(n int) Option {
+	return optionFunc(func(c *config) {
+		if n <= 0 {
+			c.errs = append(c.errs, fmt.Errorf("authz: WithMaxDecoding(%d): want a positive bound", n))
+			return
+		}
+		c.maxDecoding = n
+	})
+}
+
 // defaultConfig is the configuration of a nil Authorizer's middleware.
 var defaultConfig = func() config {
 	var c config
@@ -220,6 +245,7 @@ var defaultConfig = func() config {
 func (c *config) defaults() {
 	c.query = DefaultQuery
 	c.maxBody = DefaultMaxBodyBytes
+	c.maxDecoding = DefaultMaxDecoding
 	c.route = pathValues
 }
 

@@ -122,6 +122,13 @@ type gatewayConfig struct {
 	// RouterConn, when set, is the connection the router of nested calls
 	// runs on instead of the gateway's.
 	RouterConn *nats.Conn
+	// Cookie names a cookie the JWT middleware reads the token from, and
+	// TrustedOrigins the origins that may use it cross-origin.
+	Cookie         string
+	TrustedOrigins []string
+	// Tracing puts middleware.Tracing (no provider: the incoming trace
+	// context is carried on) in the chain, after RequestID.
+	Tracing bool
 }
 
 // gateway is the chain a host mounts, served over loopback: RequestID,
@@ -150,7 +157,9 @@ func newGateway(t testing.TB, nc *nats.Conn, cfg gatewayConfig) *gateway {
 		limit = bodyLimit
 	}
 	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
-		Keys: []middleware.JWTKey{{Algorithm: "HS256", Key: secret}},
+		Keys:           []middleware.JWTKey{{Algorithm: "HS256", Key: secret}},
+		Cookie:         cfg.Cookie,
+		TrustedOrigins: cfg.TrustedOrigins,
 	})
 	if err != nil {
 		t.Fatalf("NewJWTVerifier: %v", err)
@@ -185,8 +194,11 @@ func newGateway(t testing.TB, nc *nats.Conn, cfg gatewayConfig) *gateway {
 	})
 	g.gw.MaxInFlight = cfg.MaxInFlight
 
-	chain := alice.New(
-		middleware.RequestID,
+	chain := alice.New(middleware.RequestID)
+	if cfg.Tracing {
+		chain = chain.Append(middleware.Tracing(middleware.TracingOptions{}))
+	}
+	chain = chain.Append(
 		middleware.Recover(nil),
 		middleware.BodyLimit(limit),
 		middleware.JWT(verifier),
