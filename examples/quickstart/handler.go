@@ -13,6 +13,7 @@ import (
 	"github.com/funcmesh/funcmesh/examples/web/webpage"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/spacecloud"
 )
 
 // demoSecret signs and verifies the demo tokens (HS256). A real app reads
@@ -34,6 +35,7 @@ var (
 //	/fn/{service}/{function}  the gateway, behind the middleware chain
 //	GET /fn                   the running services, their functions and instances
 //	GET /                     the web example's page, calling the gateway from its origin
+//	/v1/api/quickstart/...    Space Cloud's call API, on the same chain
 //
 // Pages from corsOrigins may call the gateway from their own origins.
 func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger, corsOrigins []string) (http.Handler, error) {
@@ -82,5 +84,11 @@ func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger, corsOri
 	mux.Handle("/fn/{service}/{function}", chain.Then(gw))
 	mux.Handle("GET /fn", alice.New(middleware.RequestID, middleware.AccessLog(logger)).Then(disc))
 	mux.Handle("/", webpage.Handler("")) // a frontend on the gateway's origin; GET only
+
+	// Space Cloud's call API (space-api's api.call) on the same chain:
+	// the envelope is unwrapped before the policy sees the params.
+	sc := &spacecloud.Handler{Next: chain.Then(gw), Project: "quickstart"}
+	mux.Handle(spacecloud.Pattern, sc)
+	mux.Handle(spacecloud.LegacyPattern, sc)
 	return mux, nil
 }
