@@ -165,12 +165,16 @@ func (a *Authorizer) Close() error {
 // another function makes (with in.Caller set), say. A denial is a Decision
 // with Allow false and a nil error (see [Decision.Err]); the error is for
 // calls that could not be decided (invalid names, an evaluation error, a
-// done ctx, no policy), and the decision then denies too. Errors are
-// *transport.Error values whose message is safe to show; the cause they
+// done ctx, no policy), and the decision then denies too. When in.Caller
+// is nil, the calling function in ctx ([reqctx.Caller]) is used. Errors
+// are *transport.Error values whose message is safe to show; the cause they
 // wrap is not.
 func (a *Authorizer) Authorize(ctx context.Context, in Input) (Decision, error) {
 	if err := validateNames(in.Service, in.Function); err != nil {
 		return Decision{Status: http.StatusBadRequest}, err
+	}
+	if c, ok := reqctx.Caller(ctx); ok && in.Caller == nil {
+		in.Caller = &c // the calling function, as a router puts it in ctx
 	}
 	var p *policy
 	if a != nil {

@@ -51,6 +51,15 @@ func fast(timeout time.Duration) time.Duration { return timeout / 4 }
 // secret signs the test tokens (HS256).
 var secret = []byte("reliability-tests-hmac-secret-0123456789")
 
+// signer is the hosts' signer of the claims they forward.
+var signer = func() *transport.ClaimsSigner {
+	s, err := transport.NewClaimsSigner(transport.ClaimsKey{ID: "reliability", Secret: []byte("reliability-claims-key-0123456789abcdef")})
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	meshtest.Cleanup()
@@ -110,6 +119,9 @@ type gatewayConfig struct {
 	Client []mesh.ClientOption
 	// Bare mounts the gateway behind RequestID only.
 	Bare bool
+	// RouterConn, when set, is the connection the router of nested calls
+	// runs on instead of the gateway's.
+	RouterConn *nats.Conn
 	// Cookie names a cookie the JWT middleware reads the token from, and
 	// TrustedOrigins the origins that may use it cross-origin.
 	Cookie         string
@@ -126,6 +138,7 @@ type gateway struct {
 	url     string
 	srv     *httptest.Server
 	gw      *mesh.Gateway
+	router  *mesh.Router
 	policy  *authz.Authorizer
 	client  *http.Client
 	timeout time.Duration
@@ -161,10 +174,24 @@ func newGateway(t testing.TB, nc *nats.Conn, cfg gatewayConfig) *gateway {
 		t.Fatalf("authz.New: %v", err)
 	}
 	t.Cleanup(func() { _ = g.policy.Close() })
-	g.gw, err = mesh.NewGateway(nc, append([]mesh.ClientOption{mesh.WithTimeout(g.timeout)}, cfg.Client...)...)
+	g.gw, err = mesh.NewGateway(nc, append([]mesh.ClientOption{mesh.WithTimeout(g.timeout), mesh.WithClaimsSigner(signer)}, cfg.Client...)...)
 	if err != nil {
 		t.Fatalf("NewGateway: %v", err)
 	}
+	// Nested calls pass the same policy, through a router of the host.
+	rnc := nc
+	if cfg.RouterConn != nil {
+		rnc = cfg.RouterConn
+	}
+	g.router, err = mesh.NewRouter(rnc, g.policy.AuthorizeCall, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		t.Fatalf("NewRouter: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = g.router.Stop(ctx)
+	})
 	g.gw.MaxInFlight = cfg.MaxInFlight
 
 	chain := alice.New(middleware.RequestID)
