@@ -2,10 +2,12 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +32,30 @@ type Authorizer struct {
 
 	reloadMu sync.Mutex // serializes reloads
 	watch    *watcher   // nil unless WithWatch
+
+	decoding atomic.Int64 // decisions decoding params now (see WithMaxDecoding)
+}
+
+// errBusy answers a call when every decoding slot is taken.
+var errBusy = transport.NewError(transport.CodeResourceExhausted, "too many calls being authorized, try again")
+
+// acquire takes a decoding slot, or reports that none is free. A nil
+// Authorizer has no policy, and nothing to decode.
+func (a *Authorizer) acquire() bool {
+	if a == nil {
+		return true
+	}
+	if a.decoding.Add(1) > int64(a.cfg.maxDecoding) {
+		a.decoding.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (a *Authorizer) release() {
+	if a != nil {
+		a.decoding.Add(-1)
+	}
 }
 
 // New loads and compiles the policy from the sources among opts (see
@@ -56,7 +82,7 @@ func New(ctx context.Context, opts ...Option) (*Authorizer, error) {
 	if _, err := parseQuery(a.cfg.query); err != nil {
 		return nil, err
 	}
-	p, err := a.load(ctx)
+	p, err := a.load(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -69,25 +95,51 @@ func New(ctx context.Context, opts ...Option) (*Authorizer, error) {
 	return a, nil
 }
 
-func (a *Authorizer) load(ctx context.Context) (*policy, error) {
+// load loads and compiles the policy. With whole, it refuses a set that
+// lacks a file the policy in use was read from.
+func (a *Authorizer) load(ctx context.Context, whole bool) (*policy, error) {
 	l, err := loadSources(a.cfg.sources)
 	if err != nil {
 		return nil, err
 	}
-	return compilePolicy(ctx, l, a.cfg.query)
+	if old := a.current.Load(); whole && old != nil {
+		if missing := l.missingFiles(old.files); len(missing) > 0 {
+			return nil, fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(missing, ", "))
+		}
+	}
+	p, err := compilePolicy(ctx, l, a.cfg.query)
+	if err != nil {
+		return nil, err
+	}
+	p.files = l.files
+	return p, nil
 }
+
+// ErrIncomplete is returned (wrapped) by a reload the watcher made when a
+// file the policy in use was read from is missing: a data document or
+// module deleted, renamed, or in the middle of an editor's save. Loading
+// the rest could widen what is allowed (allow if not data.blocklist[…]
+// allows everyone once the blocklist is gone), so the policy in use stays
+// until the file is back; to drop a file on purpose, call
+// [Authorizer.Reload].
+var ErrIncomplete = errors.New("authz: a policy file is missing; keeping the policy in use")
 
 // Reload loads and compiles the policy again from its sources and, when
 // that succeeds, puts it in use; otherwise the policy in use stays and the
 // error is returned. Either way the reload hook is called and a failure is
-// logged. Watching calls it on every change.
+// logged. Reload takes the files as they are: unlike the reloads watching
+// makes, it accepts a set from which files were removed.
 func (a *Authorizer) Reload(ctx context.Context) error {
+	return a.reload(ctx, false)
+}
+
+func (a *Authorizer) reload(ctx context.Context, whole bool) error {
 	if a == nil || a.current.Load() == nil {
 		return ErrNotReady
 	}
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	p, err := a.load(ctx)
+	p, err := a.load(ctx, whole)
 	if err == nil {
 		a.current.Store(p)
 	} else if a.cfg.logger != nil {
@@ -113,12 +165,16 @@ func (a *Authorizer) Close() error {
 // another function makes (with in.Caller set), say. A denial is a Decision
 // with Allow false and a nil error (see [Decision.Err]); the error is for
 // calls that could not be decided (invalid names, an evaluation error, a
-// done ctx, no policy), and the decision then denies too. Errors are
-// *transport.Error values whose message is safe to show; the cause they
+// done ctx, no policy), and the decision then denies too. When in.Caller
+// is nil, the calling function in ctx ([reqctx.Caller]) is used. Errors
+// are *transport.Error values whose message is safe to show; the cause they
 // wrap is not.
 func (a *Authorizer) Authorize(ctx context.Context, in Input) (Decision, error) {
 	if err := validateNames(in.Service, in.Function); err != nil {
 		return Decision{Status: http.StatusBadRequest}, err
+	}
+	if c, ok := reqctx.Caller(ctx); ok && in.Caller == nil {
+		in.Caller = &c // the calling function, as a router puts it in ctx
 	}
 	var p *policy
 	if a != nil {
@@ -155,7 +211,10 @@ func (a *Authorizer) report(ctx context.Context, in *Input, start time.Time, d D
 	hook := a.hook()
 	if err != nil {
 		code := transport.CodeOf(ctx.Err())
-		if code == "" {
+		switch {
+		case errors.Is(err, errBusy):
+			code = transport.CodeResourceExhausted
+		case code == "":
 			code = transport.CodeInternal
 		}
 		if code == transport.CodeInternal {
@@ -201,6 +260,19 @@ func (a *Authorizer) evaluate(ctx context.Context, p *policy, in *Input, params 
 	if pl == nil {
 		planned := p.plan(in.Service, in.Function)
 		pl = &planned
+	}
+	if params == nil && pl.uses.has("params") {
+		if raw, ok := in.Params.(json.RawMessage); ok && len(raw) > 0 {
+			if !a.acquire() {
+				return Decision{}, errBusy
+			}
+			defer a.release()
+		}
+		whole, paths := pl.uses.below("params")
+		var err error
+		if params, err = paramsValue(in.Params, newReadTree(whole, paths), !pl.uses.eager); err != nil {
+			return Decision{}, err
+		}
 	}
 	if pl.rule != nil {
 		d, err := p.rules.decide(ctx, pl.rule, in, params)

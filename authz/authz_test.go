@@ -130,6 +130,11 @@ func TestFailClosed(t *testing.T) {
 		{"reason not a string", "package funcmesh.authz\nallow := false\nreason := 1\n", "", true},
 		{"headers not an object", "package funcmesh.authz\nallow := true\nheaders := [\"X-A\"]\n", "", true},
 		{"conflicting values", "package funcmesh.authz\nallow := true if input.auth.sub\nallow := false if input.auth.sub\n", "", true},
+		// Issue 16, item 7: the rules of the decision are all evaluated,
+		// so an error in one of them is an error even when allow is true.
+		{"status errs while allow is true", "package funcmesh.authz\nallow := true\nstatus := to_number(\"x\")\n", "", true},
+		{"reason errs while allow is true", "package funcmesh.authz\nallow := true\nreason := sprintf(\"%s\", [to_number(input.auth.sub)])\n", "", true},
+		{"status conflicts while allow is true", "package funcmesh.authz\nallow := true\nstatus := 401 if input.auth\nstatus := 403 if input.auth\n", "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -42,6 +42,16 @@
 // middleware reads and decodes the body only when the compiled policy
 // refers to input.params (or to input as a whole), and a rule config's
 // function whose rule does not look at params leaves the body alone.
+// The whole body is checked (JSON syntax, nesting, number bounds, keys in
+// two letter cases) without being built, and then only the parts the
+// policy refers to are decoded: for a policy that reads
+// input.params.amount and input.params.user, an object of those two keys,
+// whatever else the body holds. A part the policy reads whole (a value
+// passed to count or walk, a computed key) is decoded whole if that takes
+// at most 32 times its size, and answered 413 otherwise; at most
+// [WithMaxDecoding] calls are decoded and decided at once, and more are
+// answered 429. So the memory that authorizing takes stays a small
+// multiple of the bodies in flight, for callers who need not sign in.
 //
 // # Writing a Rego policy
 //
@@ -67,6 +77,12 @@
 //	status := 401 if input.auth == null
 //
 //	reason := "only admins may do this" if not allow
+//
+// All four are evaluated for every decision, whatever allow says: an
+// error in any of them (a status rule calling to_number("x"), two
+// conflicting reasons) is an evaluation error, answered 500, even when
+// allow is true. The package's other rules are evaluated only as those
+// four need them.
 //
 // A query that names a rule may answer with a boolean, or with an object
 // {"allow": bool, "status": int, "reason": string, "headers": {...}}.
@@ -148,15 +164,18 @@
 // change is loaded, compiled and prepared in full, then swapped in with
 // one atomic store, so a request sees the old policy or the new one, never
 // part of each. A change that fails keeps the policy in use and is
-// reported to [WithReloadHook] and the logger. [Authorizer.Reload] does the
-// same on demand (on SIGHUP, say, or for an [FS]).
+// reported to [WithReloadHook] and the logger. So does a change after
+// which a file the policy was read from is missing (deleted, renamed, or
+// between the steps of an editor's save): a policy without its data could
+// allow more than meant, so the old one stays until the file is back
+// ([ErrIncomplete]). [Authorizer.Reload] reloads on demand (on SIGHUP,
+// say, or for an [FS]) and takes the files as they are, removals included.
 //
 // # Cost
 //
 // A decision for a hand-written policy costs one prepared OPA evaluation
-// (two when a package's allow is not true: allow first, then the rest for
-// the status and reason), over an input document built lazily from the
-// request. A rule config costs no OPA evaluation: its entries are built at
+// of its decision (allow, status, reason and headers together), over an
+// input document built lazily from the request. A rule config costs no OPA evaluation: its entries are built at
 // load, with constant clauses folded (an or with an allow clause allows),
 // and a decision walks one rule tree, converting only the claims and
 // params a match reads: about 0.2 µs and one allocation for an

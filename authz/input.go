@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -77,8 +75,9 @@ func (in *Input) value(u inputUses, params ast.Value) (ast.Value, error) {
 	}
 	if u.has("params") {
 		if params == nil {
+			whole, paths := u.below("params")
 			var err error
-			if params, err = paramsValue(in.Params, !u.eager); err != nil {
+			if params, err = paramsValue(in.Params, newReadTree(whole, paths), !u.eager); err != nil {
 				return nil, err
 			}
 		}
@@ -119,8 +118,9 @@ func (in *Input) value(u inputUses, params ast.Value) (ast.Value, error) {
 	return ast.LazyObject(m), nil
 }
 
-// paramsValue converts Input.Params.
-func paramsValue(p any, lazy bool) (ast.Value, error) {
+// paramsValue converts Input.Params, decoding as much of JSON as t
+// reads.
+func paramsValue(p any, t *readTree, lazy bool) (ast.Value, error) {
 	switch p := p.(type) {
 	case nil:
 		return ast.NullValue, nil
@@ -128,7 +128,7 @@ func paramsValue(p any, lazy bool) (ast.Value, error) {
 		if len(p) == 0 {
 			return ast.NullValue, nil
 		}
-		return decodeParams(p, lazy)
+		return decodeParams(p, t, lazy)
 	}
 	v, err := goValue(p, lazy)
 	if err != nil {
@@ -206,21 +206,30 @@ const (
 )
 
 // numberOK reports whether s is a JSON number within the bounds above.
-func numberOK(s string) bool {
+func numberOK[T ~string | ~[]byte](s T) bool {
 	if len(s) > maxNumberLen || !isJSONNumber(s) {
 		return false
 	}
-	if i := strings.IndexAny(s, "eE"); i >= 0 {
-		e, err := strconv.Atoi(s[i+1:])
-		if err != nil || e > maxNumberExponent || e < -maxNumberExponent {
-			return false
+	for i := 0; i < len(s); i++ {
+		if s[i] != 'e' && s[i] != 'E' {
+			continue
+		}
+		i++
+		if s[i] == '+' || s[i] == '-' {
+			i++
+		}
+		e := 0
+		for ; i < len(s); i++ {
+			if e = e*10 + int(s[i]-'0'); e > maxNumberExponent {
+				return false
+			}
 		}
 	}
 	return true
 }
 
 // isJSONNumber reports whether s is a number in JSON's syntax.
-func isJSONNumber(s string) bool {
+func isJSONNumber[T ~string | ~[]byte](s T) bool {
 	i := 0
 	digits := func() bool {
 		start := i

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -28,6 +29,10 @@ type loaded struct {
 	modules map[string]*ast.Module
 	data    map[string]any
 	rules   *RuleConfig
+
+	// files are the files on disk the set was read from (modules, data
+	// documents, the rule config), for the watcher's wholeness check.
+	files []string
 }
 
 func loadSources(sources []source) (*loaded, error) {
@@ -94,7 +99,24 @@ func (s *fileSource) load(l *loaded) error {
 	if s.fsys != nil {
 		fl = fl.WithFS(s.fsys)
 	}
-	res, err := fl.Filtered([]string{s.path}, skipFile)
+	var empty []string
+	res, err := fl.Filtered([]string{s.path}, func(abspath string, info fs.FileInfo, depth int) bool {
+		if skipFile(abspath, info, depth) {
+			return true
+		}
+		if !info.IsDir() && (depth == 0 || policyFile(info.Name())) {
+			if s.fsys == nil {
+				l.files = append(l.files, abspath)
+			}
+			if info.Size() == 0 {
+				empty = append(empty, abspath)
+			}
+		}
+		return false
+	})
+	if err == nil && len(empty) > 0 {
+		err = fmt.Errorf("%s is empty (a write in progress?)", strings.Join(empty, ", "))
+	}
 	if err != nil {
 		return fmt.Errorf("authz: loading %s: %w", s.path, err)
 	}
@@ -114,6 +136,28 @@ func skipFile(abspath string, info fs.FileInfo, depth int) bool {
 	}
 	name := info.Name()
 	return strings.HasPrefix(name, ".") || !info.IsDir() && strings.HasSuffix(name, "_test.rego")
+}
+
+// policyFile reports whether the loader reads a file of this name below
+// a directory given to it: a module or a data document.
+func policyFile(name string) bool {
+	switch filepath.Ext(name) {
+	case ".rego", ".json", ".yaml", ".yml":
+		return true
+	}
+	return false
+}
+
+// missingFiles returns the files of old that now are not among those of
+// l.
+func (l *loaded) missingFiles(old []string) []string {
+	var missing []string
+	for _, f := range old {
+		if !slices.Contains(l.files, f) {
+			missing = append(missing, f)
+		}
+	}
+	return missing
 }
 
 // watchedPath is the file or directory a source reads from disk, for
@@ -168,6 +212,10 @@ func (s *rulesSource) load(l *loaded) error {
 		if err != nil {
 			return fmt.Errorf("authz: %w", err)
 		}
+		if len(b) == 0 {
+			return fmt.Errorf("authz: %s is empty (a write in progress?)", s.path)
+		}
+		l.files = append(l.files, s.path)
 		if cfg, err = ParseRules(b); err != nil {
 			return fmt.Errorf("%s: %w", s.path, err)
 		}

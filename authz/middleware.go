@@ -24,10 +24,14 @@ import (
 //
 // A service or function that is not a valid name is answered with 400.
 // When the policy refers to input.params, the body is read (at most
-// [WithMaxBodyBytes], else 413) and decoded as JSON (malformed, or an
-// object with keys that differ only in letter case: 400; empty: null), whatever its Content-Type says, since the service may read
-// it as JSON all the same. The body is then handed to next as a [*Body]
-// over the same bytes. Every error body is written by transport.WriteHTTPError.
+// [WithMaxBodyBytes], else 413), checked as JSON (malformed, or an object
+// with keys that differ only in letter case: 400; empty: null) whatever
+// its Content-Type says, since the service may read it as JSON all the
+// same, and decoded as far as the policy reads it (a part read whole that
+// would take more than 32 times its size: 413; more than
+// [WithMaxDecoding] calls at once: 429). The body is then handed to next
+// as a [*Body] over the same bytes. Every error body is written by
+// transport.WriteHTTPError.
 //
 // Middleware fits alice and the standard library:
 // alice.New(jwt, a.Middleware).Then(gateway).
@@ -48,6 +52,7 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 		var (
 			params ast.Value
 			pl     *plan
+			held   bool // a decoding slot
 		)
 		if p != nil {
 			planned := p.plan(in.Service, in.Function)
@@ -58,8 +63,21 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 				}
 			}
 			if pl.uses.has("params") {
-				var err error
-				if params, err = readParams(r, cfg.maxBody, !pl.uses.eager); err != nil {
+				data, err := readBody(r, cfg.maxBody)
+				if err != nil {
+					transport.WriteHTTPError(w, err)
+					return
+				}
+				// The body is read (at most maxBody); what decoding it
+				// and deciding take is bounded by the slots.
+				if !a.acquire() {
+					transport.WriteHTTPError(w, errBusy)
+					return
+				}
+				held = true
+				whole, paths := pl.uses.below("params")
+				if params, err = bodyParams(data, newReadTree(whole, paths), !pl.uses.eager); err != nil {
+					a.release()
 					transport.WriteHTTPError(w, err)
 					return
 				}
@@ -74,6 +92,9 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 			}
 		}
 		d, err := a.decide(r.Context(), p, &in, params, pl)
+		if held {
+			a.release()
+		}
 		if err != nil {
 			transport.WriteHTTPError(w, err)
 			return
@@ -90,11 +111,11 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// readParams reads and decodes the request body for input.params, and
-// gives next a *Body over the same bytes.
-func readParams(r *http.Request, limit int64, lazy bool) (ast.Value, error) {
+// readBody reads the request body for input.params, and gives next a
+// *Body over the same bytes.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
-		return ast.NullValue, nil
+		return nil, nil
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
@@ -110,14 +131,22 @@ func readParams(r *http.Request, limit int64, lazy bool) (ast.Value, error) {
 	r.Body = body
 	r.ContentLength = int64(len(data))
 	r.GetBody = func() (io.ReadCloser, error) { return NewBody(data), nil }
+	return data, nil
+}
+
+// bodyParams decodes what t reads of a request body, with errors for the
+// caller.
+func bodyParams(data []byte, t *readTree, lazy bool) (ast.Value, error) {
 	if len(data) == 0 {
 		return ast.NullValue, nil
 	}
-	v, err := decodeParams(data, lazy)
-	if errors.Is(err, errParamsCase) {
+	v, err := decodeParams(data, t, lazy)
+	switch {
+	case errors.Is(err, errParamsCost):
+		return nil, transport.WrapError(transport.CodeTooLarge, "request body too large for the policy to read", err)
+	case errors.Is(err, errParamsCase):
 		return nil, transport.WrapError(transport.CodeInvalidArgument, "keys in the request body differ only in letter case", err)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, transport.WrapError(transport.CodeInvalidArgument, "malformed JSON in the request body", err)
 	}
 	return v, nil

@@ -47,6 +47,7 @@ type config struct {
 	route        func(*http.Request) (service, function string)
 	headers      []string // lower case
 	maxBody      int64
+	maxDecoding  int
 	errs         []error
 }
 
@@ -132,8 +133,10 @@ func WithQuery(ref string) Option {
 
 // WithWatch makes the Authorizer watch the paths of [Files] and
 // [RulesFile] and reload the policy when they change. A change that does
-// not load (a syntax error, a rule config that does not validate) keeps the
-// policy in use and is reported to the reload hook and the logger. The
+// not load (a syntax error, a rule config that does not validate, a file
+// of 0 bytes) keeps the policy in use and is reported to the reload hook
+// and the logger; so does a change after which a file the policy in use
+// was read from is missing ([ErrIncomplete]), until it is back. The
 // default is not to watch; [Authorizer.Close] stops watching.
 func WithWatch(on bool) Option {
 	return optionFunc(func(c *config) { c.watch = on })
@@ -208,6 +211,30 @@ func WithMaxBodyBytes(n int64) Option {
 	})
 }
 
+// DefaultMaxDecoding is how many calls may have their params decoded and
+// decided at once unless [WithMaxDecoding] sets another bound.
+const DefaultMaxDecoding = 64
+
+// WithMaxDecoding bounds how many calls may have their params decoded and
+// decided at once; another call that needs its params decoded is
+// answered 429 (by the middleware) or denied with a
+// resource_exhausted error (by [Authorizer.Authorize]) without being
+// decoded. Together with the body limit and the bound on what one
+// decoding may take (the parts of the params the policy reads; params
+// read whole at most 24 times their size), this bounds the memory that
+// authorization takes, for callers who need not be signed in. The bound
+// is taken after the body is read, and given back when the decision is
+// made. The default is [DefaultMaxDecoding].
+func WithMaxDecoding(n int) Option {
+	return optionFunc(func(c *config) {
+		if n <= 0 {
+			c.errs = append(c.errs, fmt.Errorf("authz: WithMaxDecoding(%d): want a positive bound", n))
+			return
+		}
+		c.maxDecoding = n
+	})
+}
+
 // defaultConfig is the configuration of a nil Authorizer's middleware.
 var defaultConfig = func() config {
 	var c config
@@ -218,6 +245,7 @@ var defaultConfig = func() config {
 func (c *config) defaults() {
 	c.query = DefaultQuery
 	c.maxBody = DefaultMaxBodyBytes
+	c.maxDecoding = DefaultMaxDecoding
 	c.route = pathValues
 }
 

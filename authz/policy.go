@@ -22,17 +22,13 @@ import (
 type policy struct {
 	rules *rulesEval // the rule config; nil without one
 	user  *evaluator // the Rego policy's query; nil without modules
+	files []string   // the files on disk it was read from
 }
 
 // evaluator is one prepared query.
 type evaluator struct {
-	query string
-	full  rego.PreparedEvalQuery
-	// allow is the query's allow rule, prepared on its own when the query
-	// names a package without a headers rule: when it is true, that is
-	// the whole decision, and the package's other rules (status, reason)
-	// need not be evaluated. nil otherwise.
-	allow    *rego.PreparedEvalQuery
+	query    string
+	full     rego.PreparedEvalQuery
 	uses     inputUses
 	compiler *ast.Compiler // the compiled modules, read-only
 }
@@ -132,15 +128,19 @@ func prepare(ctx context.Context, modules map[string]*ast.Module, data map[strin
 	}
 
 	e := &evaluator{query: ref.String(), compiler: c}
-	if e.full, err = prepareRef(ctx, c, store, ref); err != nil {
-		return nil, err
-	}
-	if isPackage && !hasData && len(c.GetRulesWithPrefix(ref.Append(termHeaders))) == 0 {
-		pq, err := prepareRef(ctx, c, store, allowRef)
-		if err != nil {
+	if isPackage && !hasData {
+		// The decision is allow, status, reason and headers, each
+		// evaluated: an error in any of them is an error, even when
+		// allow is true. The package's other rules are helpers and are
+		// evaluated only as those four need them.
+		if c, err = withDecisionModule(modules, store, txn, ref); err != nil {
 			return nil, err
 		}
-		e.allow = &pq
+		e.compiler = c
+		ref = decisionRef
+	}
+	if e.full, err = prepareRef(ctx, c, store, ref); err != nil {
+		return nil, err
 	}
 	nodes := make([]any, 0, len(c.Modules))
 	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
@@ -148,6 +148,40 @@ func prepare(ctx context.Context, modules map[string]*ast.Module, data map[strin
 	}
 	e.uses = usesOf(nodes...)
 	return e, nil
+}
+
+// decisionPackage is the package of the module that gathers a package's
+// decision; decisionRef is its rule.
+const decisionPackage = "funcmesh_decision__"
+
+var decisionRef = ast.MustParseRef("data." + decisionPackage + ".decision")
+
+// withDecisionModule compiles modules again with a module whose rule
+// decision is the object of pkg's allow, status, reason and headers, each
+// key present when its rule is defined.
+func withDecisionModule(modules map[string]*ast.Module, store storage.Store, txn storage.Transaction, pkg ast.Ref) (*ast.Compiler, error) {
+	for name, m := range modules {
+		if m.Package.Path.HasPrefix(decisionRef[:2]) {
+			return nil, fmt.Errorf("authz: %s: package %s is reserved", name, decisionPackage)
+		}
+	}
+	src := "package " + decisionPackage + "\n"
+	for _, k := range []string{"allow", "status", "reason", "headers"} {
+		src += fmt.Sprintf("decision[%q] := %s\n", k, pkg.Append(ast.StringTerm(k)))
+	}
+	m, err := ast.ParseModuleWithOpts(decisionPackage+".rego", src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return nil, fmt.Errorf("authz: decision of %s: %w", pkg, err) // a bug
+	}
+	all := maps.Clone(modules)
+	all[decisionPackage+".rego"] = m
+	c := ast.NewCompiler().
+		WithPathConflictsCheck(storage.NonEmpty(context.Background(), store, txn)).
+		WithEnablePrintStatements(false)
+	if c.Compile(all); c.Failed() {
+		return nil, fmt.Errorf("authz: %w", c.Errors)
+	}
+	return c, nil
 }
 
 func prepareRef(ctx context.Context, c *ast.Compiler, store storage.Store, ref ast.Ref) (rego.PreparedEvalQuery, error) {
@@ -176,17 +210,6 @@ var errUndefined = errors.New("authz: decision undefined")
 
 // decide evaluates the query for input.
 func (e *evaluator) decide(ctx context.Context, input ast.Value, log *slog.Logger) (Decision, error) {
-	if e.allow != nil {
-		v, err := e.eval(ctx, *e.allow, input)
-		if b, ok := v.(ast.Boolean); ok && bool(b) {
-			return Decision{Allow: true}, nil
-		}
-		if err != nil && !errors.Is(err, errUndefined) {
-			return Decision{}, fmt.Errorf("authz: %s: %w", e.query, err)
-		}
-		// Denied (or allow is not a boolean, which the whole decision
-		// reports): the package's other rules say how.
-	}
 	v, err := e.eval(ctx, e.full, input)
 	switch {
 	case errors.Is(err, errUndefined):
@@ -197,11 +220,6 @@ func (e *evaluator) decide(ctx context.Context, input ast.Value, log *slog.Logge
 	d, err := decisionOf(v, log)
 	if err != nil {
 		return Decision{}, fmt.Errorf("authz: %s: %w", e.query, err)
-	}
-	if e.allow != nil && d.Allow {
-		// allow was not true a moment ago (a policy that reads the clock
-		// can change its mind): the first answer stands.
-		d = boolDecision(false)
 	}
 	return d, nil
 }

@@ -208,3 +208,122 @@ func TestReloadIsAtomic(t *testing.T) {
 		t.Error("no calls made")
 	}
 }
+
+// TestWatchKeepsWholeSet is issue 16's item 5: a data file deleted and
+// written again more than the watcher's delay apart used to be reloaded
+// without its data in between, and "allow if not data.blocklist[…]" then
+// allowed everyone. Each way a file goes missing for a while (a delete, a
+// rename, an editor's save, a write in progress) must keep the blocklist
+// in force.
+func TestWatchKeepsWholeSet(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "policy.rego"),
+		"package funcmesh.authz\nallow if not data.blocklist[input.auth.role]\n")
+	data := filepath.Join(dir, "blocklist", "data.json")
+	writeFile(t, data, `{"mallory": true}`)
+	r := make(reloads, 100)
+	a := newAuthorizer(t, authz.Files(dir), authz.WithWatch(true), authz.WithReloadHook(r.hook))
+	if allows(t, a, "mallory") || !allows(t, a, "alice") {
+		t.Fatal("initial policy wrong")
+	}
+	blocked := "mallory" // the name in the data file in use
+	incomplete := func(what string) {
+		t.Helper()
+		err := r.waitForErr(t, what+" reported", func(err error) bool { return err != nil })
+		if !errors.Is(err, authz.ErrIncomplete) || !strings.Contains(err.Error(), "data.json") {
+			t.Errorf("%s: reload error %v; want ErrIncomplete naming data.json", what, err)
+		}
+		if allows(t, a, blocked) {
+			t.Fatalf("%s: the blocklist was dropped", what)
+		}
+	}
+	reloaded := func(what, name string) {
+		t.Helper()
+		r.waitFor(t, what, func() bool { return !allows(t, a, name) && allows(t, a, "alice") })
+		blocked = name
+	}
+
+	// Deleted, and written again only after a reload has seen it gone.
+	if err := os.Remove(data); err != nil {
+		t.Fatal(err)
+	}
+	incomplete("a deleted data file")
+	writeFile(t, data, `{"trudy": true}`)
+	reloaded("the recreated file", "trudy")
+
+	// Renamed away and back.
+	if err := os.Rename(data, data+".bak"); err != nil {
+		t.Fatal(err)
+	}
+	incomplete("a renamed data file")
+	if err := os.Rename(data+".bak", data); err != nil {
+		t.Fatal(err)
+	}
+	reloaded("the file renamed back", "trudy")
+
+	// An editor that moves the file to a backup, then writes it anew (vim
+	// without backupcopy): the file is missing between the two.
+	if err := os.Rename(data, data+"~"); err != nil {
+		t.Fatal(err)
+	}
+	incomplete("the file moved to a backup")
+	writeFile(t, data, `{"mallory": true}`)
+	reloaded("the editor's new file", "mallory")
+	// An editor's atomic save (write a temporary file, rename it over):
+	// never missing, loaded at once.
+	writeFile(t, data, `{"eve": true}`)
+	reloaded("the atomic save", "eve")
+
+	// A write in progress: truncated to nothing, then half the document.
+	if err := os.WriteFile(data, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := r.waitForErr(t, "the empty file refused", func(err error) bool { return err != nil })
+	if !allows(t, a, "alice") || allows(t, a, "eve") {
+		t.Errorf("empty file: %v; the blocklist must stay", err)
+	}
+	if err := os.WriteFile(data, []byte(`{"mallory": tr`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.waitForErr(t, "the half-written file refused", func(err error) bool { return err != nil && strings.Contains(err.Error(), "unexpected EOF") })
+	if allows(t, a, "eve") {
+		t.Error("a half-written file dropped the blocklist")
+	}
+	if err := os.WriteFile(data, []byte(`{"mallory": true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reloaded("the finished write", "mallory")
+
+	// An empty YAML document is null, not an error, to OPA's loader: a
+	// file of 0 bytes is refused as a write in progress.
+	yaml := filepath.Join(dir, "extra", "more.yaml")
+	if err := os.MkdirAll(filepath.Dir(yaml), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(yaml, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = r.waitForErr(t, "the empty YAML file refused", func(err error) bool { return err != nil && strings.Contains(err.Error(), "empty") })
+	if !strings.Contains(err.Error(), "more.yaml is empty") {
+		t.Errorf("empty YAML: %v", err)
+	}
+	if err := os.Remove(yaml); err != nil {
+		t.Fatal(err)
+	}
+	r.waitForErr(t, "the set without the YAML file", func(err error) bool { return err == nil })
+
+	// Removing the file on purpose takes a Reload.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(context.Background()); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if !allows(t, a, "mallory") {
+		t.Error("Reload kept the removed blocklist")
+	}
+}

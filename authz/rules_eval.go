@@ -146,15 +146,12 @@ func (n *ruleNode) uses() inputUses {
 	switch n.kind {
 	case KindMatch:
 		for _, o := range []ruleOperand{n.match.f1, n.match.f2} {
-			switch o.root {
-			case "auth":
-				u.auth = true
-			case "params":
-				u.params = true
+			if o.root != "" {
+				u.add(append([]string{o.root}, o.keys...))
 			}
 		}
 	case KindAuthenticated:
-		u.auth = true
+		u.add([]string{"auth"})
 	}
 	for _, c := range n.clauses {
 		u = u.union(c.uses())
@@ -188,7 +185,8 @@ func (r *rulesEval) decide(ctx context.Context, e *ruleEntry, in *Input, params 
 	if err := ctx.Err(); err != nil {
 		return Decision{}, err
 	}
-	c := ruleCall{in: in, params: params}
+	whole, paths := e.uses.below("params")
+	c := ruleCall{in: in, params: params, tree: newReadTree(whole, paths)}
 	ok, err := c.eval(e.root)
 	switch {
 	case err != nil:
@@ -206,6 +204,7 @@ func (r *rulesEval) decide(ctx context.Context, e *ruleEntry, in *Input, params 
 type ruleCall struct {
 	in     *Input
 	params ast.Value // nil until needed, unless the middleware decoded it
+	tree   *readTree // what the rule reads of params
 	auth   ast.Value // the claims converted whole; nil while not needed
 	plain  int8      // whether in.Auth is plain JSON: 0 unknown, 1 yes, -1 no
 }
@@ -339,7 +338,7 @@ func (c *ruleCall) authRef(o ruleOperand) (ast.Value, error) {
 // the middleware has not.
 func (c *ruleCall) paramsRef(o ruleOperand) (ast.Value, error) {
 	if c.params == nil {
-		v, err := paramsValue(c.in.Params, true)
+		v, err := paramsValue(c.in.Params, c.tree, true)
 		if err != nil {
 			return nil, err
 		}

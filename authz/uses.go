@@ -1,20 +1,24 @@
 package authz
 
 import (
+	"slices"
+
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // inputUses records which parts of the input document a compiled policy
 // can read, so that the rest need not be built per call: the body is only
-// decoded into params when a policy refers to input.params.
+// decoded into params when a policy refers to input.params, and then only
+// the parts it refers to.
 type inputUses struct {
-	all      bool // input read whole or by a computed key
-	service  bool
-	function bool
-	params   bool
-	auth     bool
-	caller   bool
-	http     bool
+	all bool // input read whole or by a computed key
+
+	// paths are the parts of input read, each the constant keys of a
+	// reference below input (input.params.amount is ["params",
+	// "amount"]), cut at the first key that is not a constant string:
+	// everything below a path may be read. No path is a prefix of
+	// another, and none is empty.
+	paths [][]string
 
 	// eager is set when the policy may change the input document in
 	// place: OPA's with keyword and http.send copy objects with Copy and
@@ -26,43 +30,70 @@ type inputUses struct {
 
 // union returns the parts either u or v reads.
 func (u inputUses) union(v inputUses) inputUses {
-	return inputUses{
-		all:      u.all || v.all,
-		service:  u.service || v.service,
-		function: u.function || v.function,
-		params:   u.params || v.params,
-		auth:     u.auth || v.auth,
-		caller:   u.caller || v.caller,
-		http:     u.http || v.http,
-		eager:    u.eager || v.eager,
+	w := inputUses{all: u.all || v.all, eager: u.eager || v.eager}
+	for _, p := range u.paths {
+		w.add(p)
 	}
+	for _, p := range v.paths {
+		w.add(p)
+	}
+	return w
 }
 
+// add records a read of path, keeping paths minimal.
+func (u *inputUses) add(path []string) {
+	if len(path) == 0 {
+		u.all = true
+		return
+	}
+	for _, p := range u.paths {
+		if hasPrefix(path, p) {
+			return // already read whole
+		}
+	}
+	u.paths = slices.DeleteFunc(u.paths, func(p []string) bool { return hasPrefix(p, path) })
+	u.paths = append(u.paths, slices.Clone(path))
+}
+
+func hasPrefix(path, prefix []string) bool {
+	return len(path) >= len(prefix) && slices.Equal(path[:len(prefix)], prefix)
+}
+
+// has reports whether the policy may read input[key].
 func (u inputUses) has(key string) bool {
 	if u.all {
 		return true
 	}
-	switch key {
-	case "service":
-		return u.service
-	case "function":
-		return u.function
-	case "params":
-		return u.params
-	case "auth":
-		return u.auth
-	case "caller":
-		return u.caller
-	case "http":
-		return u.http
+	for _, p := range u.paths {
+		if p[0] == key {
+			return true
+		}
 	}
 	return false
 }
 
-// usesOf walks the compiled modules (and query) for references to input.
-// A reference input.<key>… with a constant first key marks that key; input
-// alone, input[x] with a computed key, or input passed as a value anywhere
-// marks all of it.
+// below returns what the policy reads of input[key]: whole, or the paths
+// below it (nil when it reads nothing).
+func (u inputUses) below(key string) (whole bool, paths [][]string) {
+	if u.all {
+		return true, nil
+	}
+	for _, p := range u.paths {
+		if p[0] != key {
+			continue
+		}
+		if len(p) == 1 {
+			return true, nil
+		}
+		paths = append(paths, p[1:])
+	}
+	return false, paths
+}
+
+// usesOf walks the compiled modules (and queries) for references to
+// input. A reference input.<key>… marks the path of its constant keys;
+// input alone, input[x] with a computed key, or input passed as a value
+// anywhere marks all of it.
 func usesOf(nodes ...any) inputUses {
 	var u inputUses
 	var vis *ast.GenericVisitor
@@ -103,27 +134,13 @@ func usesOf(nodes ...any) inputUses {
 var copiesInput = map[string]bool{"http.send": true, "providers.aws.sign_req": true}
 
 func (u *inputUses) mark(ref ast.Ref) {
-	if len(ref) < 2 {
-		u.all = true
-		return
+	var path []string
+	for _, t := range ref[1:] {
+		k, ok := t.Value.(ast.String)
+		if !ok {
+			break
+		}
+		path = append(path, string(k))
 	}
-	key, ok := ref[1].Value.(ast.String)
-	if !ok {
-		u.all = true
-		return
-	}
-	switch string(key) {
-	case "service":
-		u.service = true
-	case "function":
-		u.function = true
-	case "params":
-		u.params = true
-	case "auth":
-		u.auth = true
-	case "caller":
-		u.caller = true
-	case "http":
-		u.http = true
-	}
+	u.add(path)
 }

@@ -123,7 +123,7 @@ func (w *watcher) run() {
 			if err := w.addAll(); err != nil && w.a.cfg.logger != nil {
 				w.a.cfg.logger.Warn("authz: watching policy files", slog.Any("error", err))
 			}
-			_ = w.a.Reload(context.Background()) // reported through the hook and logger
+			_ = w.a.reload(context.Background(), true) // reported through the hook and logger
 		}
 	}
 }

@@ -18,11 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/funcmesh/funcmesh/internal/browsertest"
 	"github.com/funcmesh/funcmesh/internal/syncbuf"
 )
 
 // The Go programs the tests build, by directory under examples/.
-var programs = []string{"quickstart", "existingapp", "service", "cluster"}
+var programs = []string{"quickstart", "existingapp", "service", "cluster", "web"}
 
 var build struct {
 	once sync.Once
@@ -32,7 +33,7 @@ var build struct {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := browsertest.Main(m) // m.Run, then the browser stops if one ran
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
 	}

@@ -32,6 +32,18 @@
 // without running the function; one whose deadline has already passed is
 // answered 504.
 //
+// # Nested calls
+//
+// A call made with a function's context is a nested call: it goes out on
+// the call route, callprefix.<calling service>.<service>.<function>
+// ([WithCallPrefix], "call" by default), with its reply subject under the
+// calling service's inbox, and a [Router] in a host process checks it and
+// asks the policy ([AuthorizeFunc]; authz.Authorizer.AuthorizeCall) before
+// forwarding it. The host runs one router per process on its own
+// connection and gives it, and its gateway's Client, the same claims signer
+// ([WithClaimsSigner]). Without a router, nested calls fail at once with
+// 503. The Router's documentation says what it checks and why.
+//
 // # Concurrency
 //
 // micro delivers an endpoint's calls one after another on the
@@ -87,10 +99,13 @@
 // Headers the HTTP client sent never travel: the call carries only the
 // contract's headers, built by the client from the context (the verified
 // claims of reqctx.ClaimsJSON, the request ID of
-// reqctx.RequestID). It answers with the function's result
+// reqctx.RequestID). The call's deadline is the request context's, else
+// the Client's timeout; a caller may shorten it, never extend it, with
+// the Mesh-Timeout-Ms request header (transport.TimeoutHeader, decimal
+// milliseconds). It answers with the function's result
 // and content type, or a JSON error body (transport.WriteHTTPError):
 //
-//	400  bad service or function name, params a typed function cannot decode
+//	400  bad service or function name, params a typed function cannot decode, a bad Mesh-Timeout-Ms
 //	404  the service runs but has no such function
 //	405  a method other than POST (with Allow: POST); no call is made
 //	413  body over the limit (Gateway.MaxBodyBytes, never above what NATS carries)
@@ -99,7 +114,7 @@
 //	500  the function failed without a code, or panicked
 //	502  a malformed reply
 //	503  no instance of the service runs, or the broker is not connected
-//	504  the deadline passed
+//	504  the deadline passed (the gateway's or the caller's)
 //	4xx/5xx  the function's own error status
 //
 // 401 and 403 come from the authentication and authorization middleware in

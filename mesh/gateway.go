@@ -39,6 +39,13 @@ const HeaderRoom = 4 << 10
 // status of the table in the package documentation. The body is never
 // parsed: the params pass through as bytes.
 //
+// The call's deadline is the request context's, else the Client's
+// timeout: the gateway's maximum. A caller may ask for less with the
+// Mesh-Timeout-Ms request header ([transport.TimeoutHeader], decimal
+// milliseconds); a longer value leaves the maximum as it is, and a value
+// that is not 1 to 10 digits above zero is a 400. The function's context
+// and the Mesh-Deadline header carry the resulting deadline.
+//
 // Like httputil.ReverseProxy it is configured by its fields, whose zero
 // values are the defaults; set them before the first request and do not
 // change them after.
@@ -153,6 +160,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if vs := r.Header[transport.TimeoutHeader]; vs != nil {
+		tctx, cancel, err := g.callerTimeout(ctx, vs)
+		if err != nil {
+			g.fail(w, r, service, function, err)
+			return
+		}
+		defer cancel()
+		ctx = tctx
+	}
+
 	limit := g.bodyLimit(ctx, false)
 	if r.ContentLength > limit {
 		limit = g.bodyLimit(ctx, true)
@@ -219,6 +236,27 @@ func (g *Gateway) bodyLimit(ctx context.Context, fresh bool) int64 {
 		return g.MaxBodyBytes
 	}
 	return max(limit, 0)
+}
+
+// callerTimeout returns ctx ending at the deadline the caller asked for in
+// the Mesh-Timeout-Ms header (vs, its values) when that comes before the
+// gateway's own: the request context's deadline, else the Client's
+// timeout. A value that is not one header of 1 to 10 digits above zero is
+// a 400.
+func (g *Gateway) callerTimeout(ctx context.Context, vs []string) (context.Context, context.CancelFunc, error) {
+	if len(vs) != 1 {
+		return nil, nil, transport.NewError(transport.CodeInvalidArgument, "more than one "+transport.TimeoutHeader+" header")
+	}
+	d, err := transport.ParseTimeout(vs[0])
+	if err != nil {
+		return nil, nil, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.TimeoutHeader+" header: want milliseconds, 1 to 10 digits, above 0", err)
+	}
+	if _, ok := ctx.Deadline(); !ok && d >= g.Client.timeout {
+		return ctx, func() {}, nil
+	}
+	// With a deadline of its own, ctx keeps it when it comes first.
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, cancel, nil
 }
 
 // noResponders tells a missing function from a missing service.

@@ -26,7 +26,7 @@ type CORSOptions struct {
 	AllowedMethods []string
 
 	// AllowedHeaders are the request headers a page may send; they default
-	// to Authorization, Content-Type and X-Request-Id.
+	// to Authorization, Content-Type, X-Request-Id and Mesh-Timeout-Ms.
 	AllowedHeaders []string
 
 	// ExposedHeaders are the response headers a page may read; they
@@ -80,7 +80,7 @@ func CORS(opts CORSOptions) (func(http.Handler) http.Handler, error) {
 	co := cors.Options{
 		AllowedOrigins:   opts.AllowedOrigins,
 		AllowedMethods:   orDefault(opts.AllowedMethods, http.MethodPost, http.MethodGet, http.MethodOptions),
-		AllowedHeaders:   orDefault(opts.AllowedHeaders, "Authorization", "Content-Type", transport.RequestIDHeader),
+		AllowedHeaders:   orDefault(opts.AllowedHeaders, "Authorization", "Content-Type", transport.RequestIDHeader, transport.TimeoutHeader),
 		ExposedHeaders:   orDefault(opts.ExposedHeaders, transport.RequestIDHeader),
 		AllowCredentials: opts.AllowCredentials,
 	}

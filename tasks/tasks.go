@@ -90,7 +90,10 @@ var packageRetry = Retry{
 type Options struct {
 	// Signer signs the claims a task carries and verifies them before each
 	// attempt. It is required: use the host's signer, the one that signs
-	// forwarded claims.
+	// forwarded claims, with a key that outlives the process and is the
+	// same on every host (broker.Broker.ClaimsKey is, with per-service
+	// credentials; without them it is random per process, and tasks
+	// stored before a restart would be refused).
 	Signer *transport.ClaimsSigner
 
 	// Default applies to every function; Functions overrides it per

@@ -26,8 +26,8 @@ type durable struct {
 }
 
 // startDurable starts the dispatcher, the trigger and the mail service.
-// signer signs the claims a task or an event carries: the host's key, kept
-// like a password (a real app reads it from its configuration).
+// signer signs the claims a task or an event carries: the host's claims
+// key, the same that signs forwarded claims.
 func startDurable(ctx context.Context, b *broker.Broker, signer *transport.ClaimsSigner, logger *slog.Logger) (*durable, error) {
 	q, err := tasks.New(ctx, b.Conn(), tasks.Options{Signer: signer, Logger: logger})
 	if err != nil {
@@ -68,7 +68,9 @@ func startDurable(ctx context.Context, b *broker.Broker, signer *transport.Claim
 	if err != nil {
 		return nil, err
 	}
-	client, err := mesh.NewClient(b.Conn())
+	// The dispatcher's client signs the claims it sends, so that a task's
+	// function can pass them on to the functions it calls.
+	client, err := mesh.NewClient(b.Conn(), mesh.WithClaimsSigner(signer))
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,9 @@ curl -i -X POST -H "Authorization: Bearer $TOKEN" {{.URL}}/fn/events/signup -d '
 # 200 OK: the running services, their functions and instances
 curl -i {{.URL}}/fn
 
+Or open this in a browser: the web example, signed in as ada:
+{{.URL}}/#token={{.Token}}
+
 Ctrl-C stops everything gracefully.
 `))
 

@@ -35,6 +35,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "localhost:8080", "HTTP listen address (port 0 picks a free one)")
+	corsOrigin := flag.String("cors-origin", "http://localhost:3000", "the origin whose pages may call the gateway (go run ./examples/web serves one there)")
 	store := flag.String("store", filepath.Join(os.TempDir(), "funcmesh-quickstart"), "JetStream store directory (async calls, events)")
 	flag.Parse()
 
@@ -47,13 +48,13 @@ func main() {
 	}()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(ctx, *addr, *store, logger); err != nil {
+	if err := run(ctx, *addr, *store, []string{*corsOrigin}, logger); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, addr, store string, logger *slog.Logger) error {
+func run(ctx context.Context, addr, store string, corsOrigins []string, logger *slog.Logger) error {
 	// 1. The broker: a nats-server inside this process; no port is opened.
 	// Its own log goes to stderr too, warnings and errors only.
 	natsLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -66,6 +67,8 @@ func run(ctx context.Context, addr, store string, logger *slog.Logger) error {
 
 	// 1b. Durable work (async.go): async calls, and a welcome email on
 	// every signup event.
+	// A key of our own, not the broker's (random per process without
+	// per-service credentials): stored tasks must verify after a restart.
 	signer, err := transport.NewClaimsSigner(transport.ClaimsKey{ID: "demo", Secret: demoSecret})
 	if err != nil {
 		return err
@@ -95,10 +98,11 @@ func run(ctx context.Context, addr, store string, logger *slog.Logger) error {
 	}
 
 	// 3. The gateway behind the middleware chain (handler.go).
-	handler, err := newHandler(ctx, b.Conn(), du, logger)
+	handler, router, err := newHandler(ctx, b, du, signer, logger, corsOrigins)
 	if err != nil {
 		return err
 	}
+	defer router.Stop(context.Background()) // after the HTTP server, before the services
 
 	// 4. The HTTP server. The timeouts matter on anything reachable from
 	// outside: without ReadHeaderTimeout a client that sends its headers a

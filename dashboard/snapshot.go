@@ -1,0 +1,223 @@
+package dashboard
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/transport"
+)
+
+// Snapshot is what the dashboard shows: the services on the bus at one
+// moment, as their instances describe themselves ($SRV.INFO) and count
+// their calls ($SRV.STATS).
+type Snapshot struct {
+	At       time.Time `json:"at"`
+	Services []Service `json:"services"`
+}
+
+// Service is one service and its instances.
+type Service struct {
+	Name      string     `json:"name"`
+	Instances []Instance `json:"instances"`
+	// Functions sums the counts of every instance, by function, sorted by
+	// name.
+	Functions []Function `json:"functions"`
+}
+
+// Instance is one running instance of a service.
+type Instance struct {
+	ID          string `json:"id"`
+	Version     string `json:"version"`
+	Description string `json:"description,omitempty"`
+	// Started is when the instance started; zero when it did not answer
+	// the stats request in time.
+	Started time.Time `json:"started,omitzero"`
+	// InFlight is the calls the instance runs now (funcmesh services
+	// only).
+	InFlight int64 `json:"in_flight"`
+}
+
+// Function is one function's counts over every instance that serves it.
+type Function struct {
+	Name string `json:"name"`
+	// Calls is the calls the function ran for, Errors those answered with
+	// an error, Rejected those refused at an instance's concurrency limit
+	// and Panics those whose function panicked (the last two from funcmesh
+	// services only).
+	Calls    int64 `json:"calls"`
+	Errors   int64 `json:"errors"`
+	Rejected int64 `json:"rejected"`
+	Panics   int64 `json:"panics"`
+	// AvgLatency is the average time a call took, over the instances that
+	// measure it; LatencyKnown is false when none does (see the package
+	// documentation).
+	AvgLatency   time.Duration `json:"avg_latency"`
+	LatencyKnown bool          `json:"latency_known"`
+	// LastError is the last error message an instance reported.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// collect asks the bus for the services and their stats, waiting window
+// for the answers.
+func (h *Handler) collect(ctx context.Context) (*Snapshot, error) {
+	var (
+		wg       sync.WaitGroup
+		services []mesh.ServiceInfo
+		infoErr  error
+		stats    map[string]*micro.Stats
+		statsErr error
+	)
+	wg.Go(func() { services, infoErr = h.disc.Services(ctx) })
+	wg.Go(func() { stats, statsErr = h.stats(ctx) })
+	wg.Wait()
+	if err := cmp.Or(infoErr, statsErr); err != nil {
+		return nil, err
+	}
+	return build(h.prefix, services, stats, time.Now()), nil
+}
+
+// build puts the instances' info and stats answers together. Every field
+// of those answers comes from outside: it is counted, copied or skipped,
+// never trusted to be well-formed.
+func build(prefix string, services []mesh.ServiceInfo, stats map[string]*micro.Stats, at time.Time) *Snapshot {
+	snap := &Snapshot{At: at, Services: make([]Service, 0, len(services))}
+	for _, si := range services {
+		s := Service{Name: si.Name, Instances: make([]Instance, 0, len(si.Instances))}
+		funcs := map[string]*Function{}
+		latency := map[string]*timeSum{}
+		for _, f := range si.Functions {
+			funcs[f] = &Function{Name: f}
+		}
+		for _, ii := range si.Instances {
+			inst := Instance{ID: ii.ID, Version: ii.Version, Description: ii.Description}
+			st := stats[ii.ID]
+			if st != nil && st.Name == si.Name {
+				inst.Started = st.Started
+				for _, ep := range st.Endpoints {
+					if ep == nil {
+						continue
+					}
+					svc, fn, ok := transport.SplitSubject(prefix, ep.Subject)
+					if !ok || svc != si.Name {
+						continue
+					}
+					f := funcs[fn]
+					if f == nil {
+						f = &Function{Name: fn}
+						funcs[fn] = f
+					}
+					if ep.LastError != "" {
+						f.LastError = ep.LastError
+					}
+					var d mesh.EndpointStats
+					if meshData(ep.Data, &d) {
+						// A funcmesh service runs each call in a goroutine
+						// of its own, so micro's counters see only the
+						// hand-off; its own data has the real counts, and
+						// no latency.
+						f.Calls += d.Calls
+						f.Errors += d.Errors
+						f.Rejected += d.Rejected
+						f.Panics += d.Panics
+						inst.InFlight = d.InFlight
+						continue
+					}
+					f.Calls += int64(ep.NumRequests)
+					f.Errors += int64(ep.NumErrors)
+					l := latency[fn]
+					if l == nil {
+						l = &timeSum{}
+						latency[fn] = l
+					}
+					l.total += ep.ProcessingTime
+					l.n += int64(ep.NumRequests)
+				}
+			}
+			s.Instances = append(s.Instances, inst)
+		}
+		for name, l := range latency {
+			if l.n > 0 {
+				funcs[name].AvgLatency = l.total / time.Duration(l.n)
+				funcs[name].LatencyKnown = true
+			}
+		}
+		for _, f := range funcs {
+			s.Functions = append(s.Functions, *f)
+		}
+		slices.SortFunc(s.Functions, func(a, b Function) int { return cmp.Compare(a.Name, b.Name) })
+		snap.Services = append(snap.Services, s)
+	}
+	return snap
+}
+
+// timeSum adds up the processing time of a function's calls.
+type timeSum struct {
+	total time.Duration
+	n     int64
+}
+
+// meshData decodes the data a funcmesh service attaches to an endpoint's
+// stats; false when there is none (a service of another kind).
+func meshData(raw json.RawMessage, d *mesh.EndpointStats) bool {
+	if len(raw) == 0 || raw[0] != '{' {
+		return false
+	}
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(raw, &probe) != nil {
+		return false
+	}
+	if _, ok := probe["calls"]; !ok {
+		return false
+	}
+	return json.Unmarshal(raw, d) == nil
+}
+
+// stats sends $SRV.STATS to every service and collects the answers, by
+// instance ID, until ctx ends or h.window passes.
+func (h *Handler) stats(ctx context.Context) (map[string]*micro.Stats, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.window)
+	defer cancel()
+	subject, err := micro.ControlSubject(micro.StatsVerb, "", "")
+	if err != nil {
+		return nil, err
+	}
+	inbox := h.nc.NewRespInbox()
+	sub, err := h.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: stats: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := h.nc.PublishRequest(subject, inbox, nil); err != nil {
+		return nil, fmt.Errorf("dashboard: stats: %w", err)
+	}
+	out := map[string]*micro.Stats{}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, nats.ErrNoResponders) {
+				return out, nil // out of time, or nobody is there at all
+			}
+			return nil, fmt.Errorf("dashboard: stats: %w", err)
+		}
+		var st micro.Stats
+		if json.Unmarshal(m.Data, &st) != nil || st.Type != micro.StatsResponseType || st.ID == "" {
+			continue
+		}
+		if len(out) < maxInstances {
+			out[st.ID] = &st
+		}
+	}
+}
+
+// maxInstances bounds the stats answers one snapshot keeps.
+const maxInstances = 10_000
