@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"maps"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
@@ -204,6 +206,10 @@ var (
 	neverCancels = rego.EvalExternalCancel(topdown.NewCancel())
 )
 
+// clock, when set (by the tests), is the time evaluations see in
+// time.now_ns; nil is the time now.
+var clock atomic.Pointer[func() time.Time]
+
 // errUndefined marks a query that has no value for the input.
 var errUndefined = errors.New("authz: decision undefined")
 
@@ -232,6 +238,9 @@ func evalContext(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value
 func evalQuery(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value, opts ...rego.EvalOption) (_ ast.Value, err error) {
 	defer recoverEval(&err)
 	opts = append(opts, rego.EvalParsedInput(input), noMetrics, keepAST)
+	if now := clock.Load(); now != nil {
+		opts = append(opts, rego.EvalTime((*now)()))
+	}
 	rs, err := pq.Eval(ctx, opts...)
 	if err != nil {
 		return nil, err
