@@ -2,9 +2,11 @@ package broker
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -36,6 +38,9 @@ type Broker struct {
 	clusterURL string
 
 	nc *nats.Conn
+
+	keyOnce   sync.Once
+	randomKey transport.ClaimsKey // ClaimsKey without WithServiceAuth
 
 	mu       sync.Mutex
 	conns    []*nats.Conn // every connection owned, the host's first
@@ -197,6 +202,27 @@ func (b *Broker) HostCredentials() (Credentials, error) {
 		return Credentials{}, ErrNoServiceAuth
 	}
 	return b.auth.hostCredentials(), nil
+}
+
+// ClaimsKey returns the key with which the host signs the claims it
+// forwards with calls (see transport.ClaimsSigner, and mesh.WithClaimsSigner
+// for the gateway and the router). With [WithServiceAuth] it is derived
+// from the secret, so every host process and cluster node sharing the
+// secret signs and verifies alike, and changing the secret changes the key
+// and its ID; keep the old key as a previous one of the signer for the
+// calls in flight. Without it the key is random, made once per Broker:
+// right for one host process; give several host processes a key of your
+// own.
+func (b *Broker) ClaimsKey() transport.ClaimsKey {
+	if b.auth != nil {
+		return b.auth.claimsKey()
+	}
+	b.keyOnce.Do(func() {
+		secret := make([]byte, 32)
+		crand.Read(secret) // never fails (crypto/rand)
+		b.randomKey = transport.ClaimsKey{ID: "random-" + strconv.FormatUint(rand.Uint64()%1e9, 36), Secret: secret}
+	})
+	return b.randomKey
 }
 
 // Ready returns nil once the host's connection is connected and the server

@@ -63,7 +63,9 @@
 // Broker's own connections) may do anything. A service's identity
 // ([Broker.ServiceCredentials]) may only take calls to its own functions
 // (fn.<service>.> in queue group "q"), answer NATS micro discovery
-// ($SRV.PING, $SRV.INFO, $SRV.STATS) and reply to requests it received.
+// ($SRV.PING, $SRV.INFO, $SRV.STATS), reply to requests it received and
+// make nested calls on its own call route (call.<service>.>), which the
+// host's router (mesh.Router) checks against the policy.
 // A process holding service A's credentials therefore cannot register as
 // service B, read B's calls, or forge B's replies: the server refuses the
 // subscription ("permissions violation") and drops the publish. Passwords

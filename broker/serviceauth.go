@@ -36,8 +36,8 @@ var ErrNoServiceAuth = errors.New("broker: service authorization is not enabled 
 //
 // The host ([HostUser]) may do anything: it is the process that holds the
 // secret and could mint any credential anyway. [Broker.Conn] and
-// [Broker.NewConn] use it unless told otherwise; the gateway calls functions
-// with it.
+// [Broker.NewConn] use it unless told otherwise; the gateway and the
+// nested-call router (mesh.Router) work with it.
 //
 // A service, whose user name is the service's name, may only
 //
@@ -49,16 +49,29 @@ var ErrNoServiceAuth = errors.New("broker: service authorization is not enabled 
 //   - subscribe to the $SRV discovery subjects that NATS micro uses:
 //     $SRV.PING, $SRV.INFO and $SRV.STATS, and those verbs followed by its
 //     own name (with or without an instance ID);
+//   - subscribe to its own reply inbox, _INBOX_<service>.>
+//     ([Credentials.InboxPrefix]), which no other service may;
+//   - publish its own nested calls on the call route,
+//     <callprefix>.<service>.<service called>.<function> (see
+//     [transport.CallSubject]): only the host's routers subscribe there,
+//     so the subject proves which service made the call, and the router
+//     asks the policy before it forwards the call;
 //   - publish replies, and only to the reply subject of a request it
 //     received, once, within ReplyWindow (nats-server's allow_responses).
-//     It cannot publish to any other subject, so it cannot forge the answer
-//     to a call made to another service: it never sees that call's reply
-//     subject, and even if it guessed it, the server would drop the
-//     message;
-//   - with AllowCalls, also publish requests to every function
-//     (<prefix>.>) and receive their replies on its own inbox prefix,
-//     _INBOX_<service> ([Credentials.InboxPrefix]), which no other service
-//     may subscribe to.
+//
+// It cannot publish to any other subject: not to a function (a call made
+// without the route would skip the policy), not to another service's inbox,
+// not to JetStream's $JS.API or the system's $SYS subjects. The reply
+// permission is granted by the server for every message delivered to a
+// client that carries a reply subject, whoever chose it, so the design
+// makes sure that every message a service can receive has a reply subject
+// chosen by the host: function calls come from the gateway or a router
+// (host connections), $SRV requests only from host connections (no service
+// may publish there), and the answers in its inbox come from a router,
+// which relays them without a reply subject. No service can therefore
+// deliver to itself, or have another service deliver to it, a message whose
+// reply subject it chose, and "reply once" is no way around the publish
+// permissions.
 //
 // A service's password is an HMAC of its name under Secret, so credentials
 // can be made for services that start later without touching the running
@@ -66,28 +79,28 @@ var ErrNoServiceAuth = errors.New("broker: service authorization is not enabled 
 // they stay valid across restarts. Changing the Secret revokes them all.
 //
 // Limits: a service may answer the generic $SRV.INFO request with made-up
-// data about itself, and with AllowCalls a service can call any function
-// with any Mesh-* headers it likes, claims included; grant it only to
-// services trusted that far. The permissions apply to clients of this
-// server: messages arriving over cluster routes ([Cluster]) or leaf-node
-// connections ([LeafRemote]) were checked, if at all, where their
-// publisher connected, so give every node the same ServiceAuth and keep
-// route ports private.
+// data (mesh.Discovery lists only what a service says about itself on its
+// own $SRV.INFO.<name> subject, which no other service may take). The
+// permissions apply to clients of this server: messages arriving over
+// cluster routes ([Cluster]) or leaf-node connections ([LeafRemote]) were
+// checked, if at all, where their publisher connected, so give every node
+// the same ServiceAuth and keep route ports private.
 type ServiceAuth struct {
 	// Secret is the key service passwords are derived from, at least
 	// [MinSecretLen] bytes; keep it like a password. Nil means a random
 	// secret for this Broker: credentials are then valid only until it
-	// stops, and no other node accepts them.
+	// stops, and no other node accepts them. [Broker.ClaimsKey] derives
+	// the key that signs forwarded claims from it too.
 	Secret []byte
 
 	// Prefix is the first token(s) of function subjects. Empty means
 	// [transport.DefaultPrefix].
 	Prefix string
 
-	// AllowCalls lets services call functions themselves (a function that
-	// calls another function). The default is false: a service may only
-	// answer calls.
-	AllowCalls bool
+	// CallPrefix is the first token(s) of call-route subjects. Empty means
+	// [transport.DefaultCallPrefix]. It must not overlap Prefix (see
+	// [transport.ValidateCallPrefix]).
+	CallPrefix string
 
 	// ReplyWindow is how long after receiving a request a service may
 	// still answer it. Zero means [DefaultReplyWindow]; negative is an
@@ -131,13 +144,13 @@ func (c Credentials) String() string {
 type serviceAuth struct {
 	secret     []byte
 	prefix     string
-	allowCalls bool
+	callPrefix string
 	window     time.Duration
 	hostPass   string
 }
 
 func newServiceAuth(a ServiceAuth) (*serviceAuth, error) {
-	s := &serviceAuth{prefix: a.Prefix, allowCalls: a.AllowCalls, window: a.ReplyWindow}
+	s := &serviceAuth{prefix: a.Prefix, callPrefix: a.CallPrefix, window: a.ReplyWindow}
 	switch {
 	case a.Secret == nil:
 		s.secret = make([]byte, 32)
@@ -153,6 +166,12 @@ func newServiceAuth(a ServiceAuth) (*serviceAuth, error) {
 		s.prefix = transport.DefaultPrefix
 	}
 	if err := transport.ValidatePrefix(s.prefix); err != nil {
+		return nil, fmt.Errorf("broker: WithServiceAuth: %w", err)
+	}
+	if s.callPrefix == "" {
+		s.callPrefix = transport.DefaultCallPrefix
+	}
+	if err := transport.ValidateCallPrefix(s.callPrefix, s.prefix); err != nil {
 		return nil, fmt.Errorf("broker: WithServiceAuth: %w", err)
 	}
 	switch {
@@ -182,7 +201,7 @@ func (s *serviceAuth) serviceCredentials(service string) Credentials {
 	return Credentials{User: service, Password: s.derive("service", service), InboxPrefix: inboxPrefix(service)}
 }
 
-func inboxPrefix(service string) string { return "_INBOX_" + service }
+func inboxPrefix(service string) string { return transport.InboxPrefix(service) }
 
 // Check authenticates a client connection and gives it its permissions. It
 // is called by nats-server for every client that connects.
@@ -221,12 +240,8 @@ func equal(got, want string) bool {
 
 // permissions are a service's permissions, described on ServiceAuth.
 func (s *serviceAuth) permissions(service string) *server.Permissions {
-	pub := []string{} // non-nil and empty: nothing but responses
-	if s.allowCalls {
-		pub = append(pub, s.prefix+".>")
-	}
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: pub},
+		Publish: &server.SubjectPermission{Allow: []string{s.callPrefix + "." + service + ".>"}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			s.prefix + "." + service + ".> " + transport.QueueGroup,
 			"$SRV.PING", "$SRV.INFO", "$SRV.STATS",
@@ -235,4 +250,17 @@ func (s *serviceAuth) permissions(service string) *server.Permissions {
 		}},
 		Response: &server.ResponsePermission{MaxMsgs: 1, Expires: s.window},
 	}
+}
+
+// claimsKey derives the key that signs forwarded claims: every host that
+// shares the secret derives the same one, and its ID changes with the
+// secret, so a host given the old key as a previous one (rotation) tells
+// them apart.
+func (s *serviceAuth) claimsKey() transport.ClaimsKey {
+	m := hmac.New(sha256.New, s.secret)
+	m.Write([]byte("funcmesh/v1/claims-key"))
+	secret := m.Sum(nil)
+	m.Reset()
+	m.Write([]byte("funcmesh/v1/claims-key-id"))
+	return transport.ClaimsKey{ID: "sa-" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:6]), Secret: secret}
 }

@@ -267,37 +267,90 @@ func TestServiceAuthOneReply(t *testing.T) {
 	}
 }
 
-func TestServiceAuthAllowCalls(t *testing.T) {
+// TestServiceAuthCallRoute: a service may publish its own nested calls on
+// the call route, call.<itself>.>, and nowhere else: not straight to a
+// function, not on another service's route; and it cannot take calls off
+// the route itself.
+func TestServiceAuthCallRoute(t *testing.T) {
 	t.Parallel()
-	for _, allow := range []bool{false, true} {
-		b := authBroker(t, broker.ServiceAuth{AllowCalls: allow})
-		orders := serviceConn(t, b, "orders")
-		if _, err := orders.QueueSubscribe("fn.orders.get", "q", func(m *nats.Msg) {
-			_ = m.Respond(append([]byte("order "), m.Data...))
-		}); err != nil {
+	b := authBroker(t, broker.ServiceAuth{})
+	got := make(chan *nats.Msg, 10)
+	if _, err := b.Conn().Subscribe(">", func(m *nats.Msg) {
+		if strings.HasPrefix(m.Subject, "call.") || strings.HasPrefix(m.Subject, "fn.") {
+			got <- m
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	e := newErrs()
+	pay := serviceConn(t, b, "payments", e.option())
+	if !strings.HasPrefix(pay.NewRespInbox(), "_INBOX_payments.") {
+		t.Errorf("payments' inbox %q does not use its own prefix", pay.NewRespInbox())
+	}
+	for _, subj := range []string{"fn.orders.get", "call.orders.payments.get", "call.payments", "_INBOX_orders.x"} {
+		if err := pay.PublishRequest(subj, "_INBOX_payments.x", []byte("7")); err != nil {
 			t.Fatal(err)
 		}
-		if err := orders.Flush(); err != nil {
+		if err := e.wait(t, 5*time.Second, isPermissionError(subj)); err == nil {
+			t.Errorf("no permissions violation for payments publishing to %q", subj)
+		}
+	}
+	if err := pay.PublishRequest("call.payments.orders.get", "_INBOX_payments.x", []byte("7")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m.Subject != "call.payments.orders.get" || m.Reply != "_INBOX_payments.x" {
+			t.Fatalf("the host got %s (reply %s); want call.payments.orders.get, its call", m.Subject, m.Reply)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("payments' call on its own route never reached the host")
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("a refused publish reached the host: %s", m.Subject)
+	default:
+	}
+	for _, subj := range []string{"call.>", "call.payments.>", "call.*.*.*"} {
+		if _, err := pay.QueueSubscribe(subj, "q", func(*nats.Msg) {}); err != nil {
 			t.Fatal(err)
 		}
-		e := newErrs()
-		pay := serviceConn(t, b, "payments", e.option())
-		m, err := pay.Request("fn.orders.get", []byte("7"), 500*time.Millisecond)
-		if allow {
-			if err != nil || string(m.Data) != "order 7" {
-				t.Fatalf("AllowCalls: payments calling orders = %v, %v; want order 7", m, err)
-			}
-			if !strings.HasPrefix(pay.NewRespInbox(), "_INBOX_payments.") {
-				t.Errorf("payments' inbox %q does not use its own prefix", pay.NewRespInbox())
-			}
-			continue
+		if err := e.wait(t, 5*time.Second, isPermissionError(subj)); err == nil {
+			t.Errorf("no permissions violation for payments subscribing to %q", subj)
 		}
-		if err == nil {
-			t.Fatal("without AllowCalls, payments called orders")
+	}
+}
+
+func TestServiceAuthCallPrefix(t *testing.T) {
+	t.Parallel()
+	for _, a := range []broker.ServiceAuth{{CallPrefix: "fn"}, {Prefix: "api", CallPrefix: "api.call"}, {CallPrefix: "a.>"}} {
+		a.Secret = testSecret
+		if b, err := broker.Start(t.Context(), broker.WithServiceAuth(a)); err == nil {
+			b.Close()
+			t.Errorf("Start with prefix %q and call prefix %q: no error", a.Prefix, a.CallPrefix)
 		}
-		if err := e.wait(t, 5*time.Second, isPermissionError("fn.orders.get")); err == nil {
-			t.Fatal("without AllowCalls: no permissions violation for the call")
-		}
+	}
+}
+
+func TestClaimsKey(t *testing.T) {
+	t.Parallel()
+	a, b := authBroker(t, broker.ServiceAuth{}), authBroker(t, broker.ServiceAuth{})
+	if a.ClaimsKey().ID != b.ClaimsKey().ID || string(a.ClaimsKey().Secret) != string(b.ClaimsKey().Secret) {
+		t.Error("two brokers with one secret derive different claims keys")
+	}
+	other := authBroker(t, broker.ServiceAuth{Secret: []byte("another secret of 16+ bytes")})
+	if other.ClaimsKey().ID == a.ClaimsKey().ID || string(other.ClaimsKey().Secret) == string(a.ClaimsKey().Secret) {
+		t.Error("another secret derives the same claims key")
+	}
+	plain := start(t)
+	if k := plain.ClaimsKey(); k.ID != plain.ClaimsKey().ID || len(k.Secret) < transport.MinClaimsKeyLen {
+		t.Errorf("without service auth: key %q of %d bytes, not stable", k.ID, len(k.Secret))
+	}
+	if _, err := transport.NewClaimsSigner(a.ClaimsKey(), plain.ClaimsKey()); err != nil {
+		t.Errorf("the keys do not make a signer: %v", err)
 	}
 }
 

@@ -49,6 +49,32 @@ func TestNodeService(t *testing.T) {
 		t.Errorf("whoami without a token: %d %s; want 401 (the rules)", res.status, res.body)
 	}
 
+	// A nested call from JavaScript to the Go service, through the host's
+	// router and policy: allowed to greeter, refused (403) to anything
+	// else. The Go service sees the claims and the calling function.
+	goSvc := startProc(t, "", cleanEnv(app.creds["greeter"]...), binary(t, "service"))
+	goSvc.waitLine(t, "ready: service greeter", 30*time.Second)
+	res = post(t, base+"/fn/nodegreeter/relay", `{"service":"greeter","function":"whoami"}`, "Authorization", "Bearer "+app.pr.vars["TOKEN"], "X-Request-Id", "node-nested-1")
+	var nested struct {
+		Result struct {
+			Claims    map[string]any
+			RequestID string `json:"requestId"`
+			Caller    *string
+		}
+	}
+	if err := json.Unmarshal(res.body, &nested); res.status != 200 || err != nil {
+		t.Fatalf("nodegreeter.relay → greeter.whoami: %d %s (%v)", res.status, res.body, err)
+	}
+	if r := nested.Result; r.Claims["sub"] != "ada" || r.RequestID != "node-nested-1" || r.Caller == nil || *r.Caller != "nodegreeter.relay" {
+		t.Errorf("greeter.whoami called from JavaScript saw %s; want sub ada, node-nested-1, caller nodegreeter.relay", res.body)
+	}
+	if res := post(t, base+"/fn/nodegreeter/relay", `{"service":"greeter","function":"hello","params":{"name":"Ada"}}`); res.status != 200 || string(res.body) != `{"result":{"greeting":"Hello, Ada!","from":"go"}}` {
+		t.Errorf("nodegreeter.relay → greeter.hello: %d %s", res.status, res.body)
+	}
+	if res := post(t, base+"/fn/nodegreeter/relay", `{"service":"nodegreeter","function":"hello"}`); res.status != 403 || !strings.Contains(string(res.body), "functions may call only greeter") {
+		t.Errorf("nodegreeter.relay → nodegreeter.hello: %d %s; want the policy's 403", res.status, res.body)
+	}
+
 	res = post(t, base+"/fn/nodegreeter/fail", `{}`)
 	var e struct {
 		Error struct{ Code, Message string } `json:"error"`
@@ -65,8 +91,8 @@ func TestNodeService(t *testing.T) {
 
 	// Discovery sees a service in another language like any other.
 	listing := get(t, base+"/fn")
-	if !strings.Contains(string(listing.body), `"name":"nodegreeter","functions":["fail","hello","whoami"]`) {
-		t.Errorf("GET /fn: %s; want nodegreeter with fail, hello, whoami", listing.body)
+	if !strings.Contains(string(listing.body), `"name":"nodegreeter","functions":["fail","hello","relay","whoami"]`) {
+		t.Errorf("GET /fn: %s; want nodegreeter with fail, hello, relay, whoami", listing.body)
 	}
 
 	if err := js.stop(t, syscall.SIGTERM, 30*time.Second); err != nil {

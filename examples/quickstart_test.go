@@ -125,6 +125,16 @@ func TestQuickstart(t *testing.T) {
 		}
 	})
 
+	t.Run("Space Cloud endpoint", func(t *testing.T) {
+		res := post(t, base+"/v1/api/quickstart/services/greeter/hello", `{"params":{"name":"Grace"},"timeout":5}`)
+		if res.status != 200 || string(res.body) != `{"result":{"greeting":"Hello, Grace!"}}`+"\n" {
+			t.Errorf("Space Cloud hello: %d %s; want 200 {\"result\":{\"greeting\":\"Hello, Grace!\"}}", res.status, res.body)
+		}
+		if res := post(t, base+"/v1/api/quickstart/functions/accounts/me", `{}`); res.status != 401 || string(res.body) != `{"error":"authentication required"}`+"\n" {
+			t.Errorf("Space Cloud accounts.me without a token: %d %s; want 401 {\"error\":\"authentication required\"}", res.status, res.body)
+		}
+	})
+
 	t.Run("discovery", func(t *testing.T) {
 		res := get(t, base+"/fn")
 		var got struct {

@@ -15,6 +15,10 @@ import (
 // maxContentTypeLen bounds the Content-Type a call carries.
 const maxContentTypeLen = 256
 
+// maxSigLen bounds the Mesh-Auth-Sig a call passes on: a signature is
+// about 50 bytes.
+const maxSigLen = 256
+
 // Call is one call being served: what a function learns about the request
 // besides its context. A Call is valid until the function returns; the
 // context given to the function carries it (see [CallFromContext]), so a
@@ -27,6 +31,8 @@ type Call struct {
 	deadline time.Time
 
 	rawClaims   string
+	rawSig      string // Mesh-Auth-Sig, passed on with the claims
+	hops        int    // Mesh-Hops
 	requestID   string
 	caller      transport.Caller
 	hasCaller   bool
@@ -147,6 +153,19 @@ func (c *Call) parseHeaders(h nats.Header, now time.Time, timeout time.Duration)
 			return transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: want a JSON object")
 		}
 		c.rawClaims = v
+		if sig := headerValue(h, transport.HeaderAuthSig); len(sig) <= maxSigLen {
+			// The service cannot check it (only hosts hold the key): it
+			// passes it on, and the router that routes its nested calls
+			// checks it.
+			c.rawSig = sig
+		}
+	}
+	if v := headerValue(h, transport.HeaderHops); v != "" {
+		n, err := transport.ParseHops(v)
+		if err != nil {
+			return transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderHops+" header", err)
+		}
+		c.hops = n
 	}
 	if v := headerValue(h, transport.HeaderRequestID); v != "" {
 		if !reqctx.ValidRequestID(v) {

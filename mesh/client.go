@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 	"unsafe"
@@ -52,18 +53,29 @@ type Client struct {
 	maxAttempts int
 	tracer      trace.Tracer
 	metrics     *Metrics
+	callPrefix  string
+	signer      *transport.ClaimsSigner
+
+	inboxMu sync.Mutex
+	inboxes sync.Map // inboxKey → *inbox
 }
 
 // NewClient returns a client that calls functions over nc.
 func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 	cfg := clientConfig{
 		prefix:      transport.DefaultPrefix,
+		callPrefix:  transport.DefaultCallPrefix,
 		timeout:     DefaultTimeout,
 		maxAttempts: DefaultMaxAttempts,
 	}
 	for _, o := range opts {
 		if o != nil {
 			o.applyToClient(&cfg)
+		}
+	}
+	if cfg.err == nil {
+		if err := transport.ValidateCallPrefix(cfg.callPrefix, cfg.prefix); err != nil {
+			cfg.fail(fmt.Errorf("mesh: %w", err))
 		}
 	}
 	if cfg.err != nil {
@@ -89,6 +101,8 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 		timeout:     cfg.timeout,
 		maxAttempts: cfg.maxAttempts,
 		metrics:     cfg.metrics,
+		callPrefix:  cfg.callPrefix,
+		signer:      cfg.signer,
 	}
 	if cfg.tracer != nil {
 		c.tracer = cfg.tracer.Tracer(instrumentationName)
@@ -239,15 +253,32 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 	out := getOutMsg()
 	defer out.release()
 	hb, h := out, out.msg.Header
-	hb.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
 	call, inCall := CallFromContext(ctx)
+	if inCall {
+		hb.set(transport.HeaderDeadline, transport.FormatDeadline(call.deadline))
+	} else {
+		hb.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
+	}
 	requestID := ""
 	if inCall {
+		// A nested call goes through the call route and a router, which
+		// verifies the claims against their signature, the request ID and
+		// the deadline they were signed for: the parent's, passed on as
+		// received. A shorter deadline of this call travels as a timeout.
 		requestID = call.requestID
 		if call.rawClaims != "" {
 			hb.set(transport.HeaderAuth, call.rawClaims)
+			if call.rawSig != "" {
+				hb.set(transport.HeaderAuthSig, call.rawSig)
+			}
+		}
+		if deadline.Before(call.deadline) {
+			hb.set(transport.TimeoutHeader, transport.FormatTimeout(time.Until(deadline)))
 		}
 		hb.set(transport.HeaderCaller, call.ep.caller)
+		if call.hops > 0 {
+			hb.set(transport.HeaderHops, strconv.Itoa(call.hops))
+		}
 	} else if raw, ok := reqctx.ClaimsJSON(ctx); ok && len(raw) > 0 {
 		// Read only while the request is written out, below: no copy.
 		hb.set(transport.HeaderAuth, unsafe.String(&raw[0], len(raw)))
@@ -261,6 +292,13 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		}
 	}
 	hb.set(transport.HeaderRequestID, requestID)
+	if !inCall && c.signer != nil {
+		// The host signs the claims it sends, bound to this call, so that
+		// the function can pass them on to a nested call.
+		if v := h[transport.HeaderAuth]; len(v) > 0 {
+			hb.set(transport.HeaderAuthSig, c.signer.Sign(v[0], requestID, deadline))
+		}
+	}
 	if req.ContentType != "" {
 		hb.set(transport.HeaderContentType, req.ContentType)
 	}
@@ -280,9 +318,19 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		traceContext.Inject(ctx, headerCarrier(h))
 	}
 
-	out.msg.Subject = c.prefix + "." + req.Service + "." + req.Function
 	out.msg.Data = req.Params
-	rep, err := c.send(ctx, nc, timeout, deadline, req, &out.msg)
+	var ib *inbox
+	if inCall {
+		out.msg.Subject = c.callPrefix + "." + call.svc.name + "." + req.Service + "." + req.Function
+		var err error
+		if ib, err = c.inbox(nc, call.svc.name); err != nil {
+			e := transport.WrapError(transport.CodeUnavailable, "cannot receive answers to nested calls", err)
+			return Reply{}, e.Code(), e
+		}
+	} else {
+		out.msg.Subject = c.prefix + "." + req.Service + "." + req.Function
+	}
+	rep, err := c.send(ctx, nc, ib, timeout, deadline, req, &out.msg)
 	code := codeOK
 	if err != nil {
 		code = err.Code()
@@ -303,11 +351,16 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 // send sends msg until an instance takes it or the attempts run out: a
 // refusal at capacity (429) and "no responders" are sent again. It waits
 // on ctx, or, when timeout is set, until the deadline.
-func (c *Client) send(ctx context.Context, nc *nats.Conn, timeout time.Duration, deadline time.Time, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
+func (c *Client) send(ctx context.Context, nc *nats.Conn, ib *inbox, timeout time.Duration, deadline time.Time, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
 	for attempt := 1; ; attempt++ {
 		var m *nats.Msg
 		var err error
-		if timeout > 0 {
+		if ib != nil {
+			m, err = ib.request(ctx, msg, deadline)
+			if errors.Is(err, nats.ErrNoResponders) {
+				err = fmt.Errorf("%w: %w", errNoRouter, err)
+			}
+		} else if timeout > 0 {
 			left := time.Until(deadline)
 			if left <= 0 {
 				return Reply{}, c.requestError(req, context.DeadlineExceeded)
@@ -346,7 +399,7 @@ func (c *Client) send(ctx context.Context, nc *nats.Conn, timeout time.Duration,
 // type); trace headers bring their own.
 type outMsg struct {
 	msg  nats.Msg
-	vals [5]string
+	vals [8]string
 	n    int
 }
 
@@ -367,9 +420,9 @@ func (o *outMsg) set(key, value string) {
 // use it after.
 func (o *outMsg) release() {
 	clear(o.msg.Header)
-	o.vals = [5]string{}
+	o.vals = [8]string{}
 	o.n = 0
-	o.msg.Subject, o.msg.Data = "", nil
+	o.msg.Subject, o.msg.Data, o.msg.Reply = "", nil, ""
 	outMsgPool.Put(o)
 }
 
@@ -380,6 +433,8 @@ var errNotConnected = errors.New("not connected")
 // requestError maps an error of nats.go's request API to the mesh's.
 func (c *Client) requestError(req *Request, err error) *transport.Error {
 	switch {
+	case errors.Is(err, errNoRouter):
+		return transport.WrapError(transport.CodeUnavailable, "no router takes nested calls: the host runs none (mesh.NewRouter)", err)
 	case errors.Is(err, nats.ErrNoResponders):
 		c.metrics.noResponders(req.Service, req.Function)
 		return transport.WrapError(transport.CodeUnavailable, "no instance of "+req.Service+" serves "+req.Function, err)

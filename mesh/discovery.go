@@ -94,33 +94,86 @@ func NewDiscovery(nc *nats.Conn, opts ...DiscoveryOption) (*Discovery, error) {
 }
 
 // Services asks every service instance on the bus for its info and
-// returns the services found, sorted by name. It collects replies for the
-// discovery window ([WithDiscoveryWindow]) or until ctx ends, whichever
-// comes first.
+// returns the services found, sorted by name.
+//
+// It lists only what each service says about itself: the generic
+// $SRV.INFO request, which any client allowed to answer discovery can
+// answer with made-up entries, only names the candidates; each is then
+// asked on its own subject, $SRV.INFO.<name>, which with per-service
+// credentials only that service (and the host) may subscribe to, and only
+// answers that name that service, with functions under its own subjects,
+// are listed. Each round collects replies for the discovery window
+// ([WithDiscoveryWindow]) or until ctx ends, whichever comes first; the
+// second ends early once every instance heard in the first has answered.
 func (d *Discovery) Services(ctx context.Context) ([]ServiceInfo, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.window)
-	defer cancel()
-	byName := map[string]*ServiceInfo{}
-	err := d.collect(ctx, micro.InfoVerb, "", func(info *micro.Info) bool {
-		inst, ok := d.instance(info)
-		if !ok {
-			return true
-		}
-		s := byName[info.Name]
-		if s == nil {
-			s = &ServiceInfo{Name: info.Name, Functions: []string{}}
-			byName[info.Name] = s
-		}
-		s.Instances = append(s.Instances, inst)
-		for _, f := range inst.Functions {
-			if !slices.Contains(s.Functions, f) {
-				s.Functions = append(s.Functions, f)
+	wctx, cancel := context.WithTimeout(ctx, d.cfg.window)
+	expected := map[string]map[string]bool{} // name → instance IDs heard
+	err := d.collect(wctx, micro.InfoVerb, "", func(info *micro.Info) bool {
+		if transport.ValidateName(info.Name) == nil && len(expected) < maxProbes {
+			if expected[info.Name] == nil {
+				expected[info.Name] = map[string]bool{}
 			}
+			expected[info.Name][info.ID] = true
 		}
 		return true
 	})
+	cancel()
 	if err != nil {
 		return nil, err
+	}
+
+	var (
+		mu     sync.Mutex
+		byName = map[string]*ServiceInfo{}
+		errs   []error
+		wg     sync.WaitGroup
+	)
+	wctx, cancel = context.WithTimeout(ctx, d.cfg.window)
+	defer cancel()
+	for name, ids := range expected {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var insts []InstanceInfo
+			seen := map[string]bool{}
+			err := d.collect(wctx, micro.InfoVerb, name, func(info *micro.Info) bool {
+				if info.Name != name || seen[info.ID] {
+					return true
+				}
+				if inst, ok := d.instance(info); ok {
+					seen[info.ID] = true
+					insts = append(insts, inst)
+				}
+				for id := range ids {
+					if !seen[id] {
+						return true
+					}
+				}
+				return false // every instance heard before has answered
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			if len(insts) == 0 {
+				return
+			}
+			s := &ServiceInfo{Name: name, Functions: []string{}, Instances: insts}
+			for _, inst := range insts {
+				for _, f := range inst.Functions {
+					if !slices.Contains(s.Functions, f) {
+						s.Functions = append(s.Functions, f)
+					}
+				}
+			}
+			byName[name] = s
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	out := make([]ServiceInfo, 0, len(byName))
 	for _, s := range byName {

@@ -32,6 +32,18 @@
 // without running the function; one whose deadline has already passed is
 // answered 504.
 //
+// # Nested calls
+//
+// A call made with a function's context is a nested call: it goes out on
+// the call route, callprefix.<calling service>.<service>.<function>
+// ([WithCallPrefix], "call" by default), with its reply subject under the
+// calling service's inbox, and a [Router] in a host process checks it and
+// asks the policy ([AuthorizeFunc]; authz.Authorizer.AuthorizeCall) before
+// forwarding it. The host runs one router per process on its own
+// connection and gives it, and its gateway's Client, the same claims signer
+// ([WithClaimsSigner]). Without a router, nested calls fail at once with
+// 503. The Router's documentation says what it checks and why.
+//
 // # Concurrency
 //
 // micro delivers an endpoint's calls one after another on the

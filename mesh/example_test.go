@@ -171,12 +171,24 @@ func ExampleDiscovery() {
 }
 
 // A function calling another: passing its context passes the caller's
-// claims, request ID, deadline and trace on.
+// claims, request ID, deadline and trace on. The call goes through the
+// host's router, which asks the policy first: here, a function that lets
+// orders call users and nothing else (a host passes its
+// authz.Authorizer's AuthorizeCall).
 func ExampleCall_Client() {
 	url, stop := startBroker()
 	defer stop()
 	nc, _ := nats.Connect(url)
 	defer nc.Close()
+
+	signer, _ := transport.NewClaimsSigner(transport.ClaimsKey{ID: "k1", Secret: []byte("a secret of at least 32 bytes...")})
+	router, _ := mesh.NewRouter(nc, func(ctx context.Context, service, function string, params []byte) error {
+		if caller, _ := reqctx.Caller(ctx); caller.Service == "orders" && service == "users" {
+			return nil
+		}
+		return transport.NewError(transport.CodePermissionDenied, "not for you")
+	}, mesh.WithClaimsSigner(signer))
+	defer router.Stop(context.Background())
 
 	users, _ := mesh.NewService(nc, "users")
 	defer users.Stop(context.Background())

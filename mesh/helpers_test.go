@@ -32,10 +32,12 @@ func newEnv(t *testing.T, wrap func(http.Handler) http.Handler, opts ...mesh.Cli
 	t.Helper()
 	e := &env{srv: natstest.Start(t, nil)}
 	e.nc = natstest.Connect(t, e.srv)
-	gw, err := mesh.NewGateway(e.nc, opts...)
+	gw, err := mesh.NewGateway(e.nc, append([]mesh.ClientOption{mesh.WithClaimsSigner(testSigner)}, opts...)...)
 	if err != nil {
 		t.Fatalf("NewGateway: %v", err)
 	}
+	// Nested calls pass a router; here one that allows them all.
+	startRouter(t, e.nc, func(context.Context, string, string, []byte) error { return nil })
 	e.gw, e.client = gw, gw.Client
 	var h http.Handler = gw
 	if wrap != nil {
@@ -46,6 +48,30 @@ func newEnv(t *testing.T, wrap func(http.Handler) http.Handler, opts ...mesh.Cli
 	e.http = httptest.NewServer(mux)
 	t.Cleanup(e.http.Close)
 	return e
+}
+
+// testSigner signs the claims the test gateways forward.
+var testSigner = func() *transport.ClaimsSigner {
+	s, err := transport.NewClaimsSigner(transport.ClaimsKey{ID: "test", Secret: bytes.Repeat([]byte("k"), 32)})
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// startRouter starts a router of nested calls on nc, stopped at cleanup.
+func startRouter(t testing.TB, nc *nats.Conn, authorize mesh.AuthorizeFunc, opts ...mesh.RouterOption) *mesh.Router {
+	t.Helper()
+	r, err := mesh.NewRouter(nc, authorize, append([]mesh.RouterOption{mesh.WithClaimsSigner(testSigner)}, opts...)...)
+	if err != nil {
+		t.Fatalf("NewRouter: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = r.Stop(ctx)
+	})
+	return r
 }
 
 // conn opens another connection to the env's broker, as a separate service

@@ -54,17 +54,25 @@ type DiscoveryOption interface {
 	applyToDiscovery(*discoveryConfig)
 }
 
-// Option configures a Client, a Service and a Discovery alike; the ones
-// that make no sense for one of them are ignored there.
+// RouterOption configures a [Router] (see [NewRouter]).
+type RouterOption interface {
+	applyToRouter(*routerConfig)
+}
+
+// Option configures a Client, a Service, a Discovery and a Router alike;
+// the ones that make no sense for one of them are ignored there.
 type Option interface {
 	ClientOption
 	ServiceOption
 	DiscoveryOption
+	RouterOption
 }
 
 type clientConfig struct {
 	conns       []*nats.Conn
 	prefix      string
+	callPrefix  string
+	signer      *transport.ClaimsSigner
 	timeout     time.Duration
 	maxAttempts int
 	tracer      trace.TracerProvider
@@ -74,6 +82,7 @@ type clientConfig struct {
 
 type serviceConfig struct {
 	prefix         string
+	callPrefix     string
 	timeout        time.Duration
 	maxConcurrency int
 	version        string
@@ -97,12 +106,20 @@ type discoveryConfig struct {
 func (c *clientConfig) fail(err error)    { c.err = errors.Join(c.err, err) }
 func (c *serviceConfig) fail(err error)   { c.err = errors.Join(c.err, err) }
 func (c *discoveryConfig) fail(err error) { c.err = errors.Join(c.err, err) }
+func (c *routerConfig) fail(err error)    { c.err = errors.Join(c.err, err) }
 
-// option is an Option made of three functions, any of them nil.
+// option is an Option made of four functions, any of them nil.
 type option struct {
 	client    func(*clientConfig)
 	service   func(*serviceConfig)
 	discovery func(*discoveryConfig)
+	router    func(*routerConfig)
+}
+
+func (o option) applyToRouter(c *routerConfig) {
+	if o.router != nil {
+		o.router(c)
+	}
 }
 
 func (o option) applyToClient(c *clientConfig) {
@@ -165,6 +182,67 @@ func WithPrefix(prefix string) Option {
 			}
 			c.prefix = prefix
 		},
+		router: func(c *routerConfig) {
+			if err := check(); err != nil {
+				c.fail(err)
+			}
+			c.prefix = prefix
+		},
+	}
+}
+
+// WithCallPrefix sets the first token(s) of the call route's subjects,
+// callprefix.caller.service.function, on which functions make nested calls
+// and routers take them (see [Router]). The default is
+// [transport.DefaultCallPrefix], "call". It must not overlap the function
+// prefix ([transport.ValidateCallPrefix]); every client, service and router
+// of one deployment, and the broker's ServiceAuth (package broker), must use the
+// same one.
+func WithCallPrefix(prefix string) Option {
+	var err error
+	if e := transport.ValidatePrefix(prefix); e != nil {
+		err = fmt.Errorf("mesh: call prefix: %w", e)
+	}
+	return option{
+		client: func(c *clientConfig) {
+			if err != nil {
+				c.fail(err)
+			}
+			c.callPrefix = prefix
+		},
+		service: func(c *serviceConfig) {
+			if err != nil {
+				c.fail(err)
+			}
+			c.callPrefix = prefix
+		},
+		router: func(c *routerConfig) {
+			if err != nil {
+				c.fail(err)
+			}
+			c.callPrefix = prefix
+		},
+	}
+}
+
+// ClientRouterOption is both a ClientOption and a RouterOption.
+type ClientRouterOption interface {
+	ClientOption
+	RouterOption
+}
+
+// WithClaimsSigner gives a Client (the gateway's) or a Router the host's
+// claims signer. A Client signs the claims it sends with each call it makes
+// outside a function (Mesh-Auth-Sig, bound to the claims, the request ID
+// and the deadline), so that the function called can pass them on to the
+// functions it calls; a Router verifies the signature of the claims a
+// nested call carries and signs them again for the call it forwards. A
+// Router requires one; a Client without one sends the claims unsigned, and
+// routers then refuse nested calls that pass them on (401).
+func WithClaimsSigner(s *transport.ClaimsSigner) ClientRouterOption {
+	return option{
+		client: func(c *clientConfig) { c.signer = s },
+		router: func(c *routerConfig) { c.signer = s },
 	}
 }
 
@@ -176,9 +254,11 @@ type ClientServiceOption interface {
 
 // WithTimeout sets the deadline of a call whose caller gave none: for a
 // Client, a context without a deadline; for a Service, a request without a
-// Mesh-Deadline header. The default is [DefaultTimeout]. d must be
+// Mesh-Deadline header; for a Router, the longest deadline a nested call
+// without signed claims may ask for (with signed claims, the deadline they
+// were signed for bounds it). The default is [DefaultTimeout]. d must be
 // positive.
-func WithTimeout(d time.Duration) ClientServiceOption {
+func WithTimeout(d time.Duration) Option {
 	var err error
 	if d <= 0 {
 		err = fmt.Errorf("mesh: timeout %v: must be positive", d)
@@ -191,6 +271,12 @@ func WithTimeout(d time.Duration) ClientServiceOption {
 			c.timeout = d
 		},
 		service: func(c *serviceConfig) {
+			if err != nil {
+				c.fail(err)
+			}
+			c.timeout = d
+		},
+		router: func(c *routerConfig) {
 			if err != nil {
 				c.fail(err)
 			}
@@ -291,9 +377,20 @@ func WithMetadata(md map[string]string) ServiceOption {
 
 // WithLogger makes a Service report what its callers never see: the text
 // of plain errors its functions return and the panics they raise, with the
-// request ID and stack. nil, the default, is silent.
-func WithLogger(l *slog.Logger) ServiceOption {
-	return serviceOption(func(c *serviceConfig) { c.logger = l })
+// request ID and stack; and a Router the nested calls it refused without
+// an answer (a reply subject outside the caller's inbox). nil, the
+// default, is silent.
+func WithLogger(l *slog.Logger) ServiceRouterOption {
+	return option{
+		service: func(c *serviceConfig) { c.logger = l },
+		router:  func(c *routerConfig) { c.logger = l },
+	}
+}
+
+// ServiceRouterOption is both a ServiceOption and a RouterOption.
+type ServiceRouterOption interface {
+	ServiceOption
+	RouterOption
 }
 
 // WithErrorHook makes a Service call f for every call that fails with a

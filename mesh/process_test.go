@@ -50,7 +50,7 @@ func TestServiceInSeparateProcess(t *testing.T) {
 	d, _ := mesh.NewDiscovery(e.nc)
 	eventually(t, "discovery to list the process's functions", func() bool {
 		list, err := d.Services(context.Background())
-		return err == nil && len(list) == 1 && slices.Equal(list[0].Functions, []string{"echo", "fail", "sleep", "whoami"})
+		return err == nil && len(list) == 1 && slices.Equal(list[0].Functions, []string{"call", "echo", "fail", "sleep", "whoami"})
 	})
 
 	// A call in flight when SIGTERM arrives still completes.

@@ -84,6 +84,7 @@ func NewService(nc *nats.Conn, name string, opts ...ServiceOption) (*Service, er
 	}
 	cfg := serviceConfig{
 		prefix:         transport.DefaultPrefix,
+		callPrefix:     transport.DefaultCallPrefix,
 		timeout:        DefaultTimeout,
 		maxConcurrency: DefaultMaxConcurrency,
 		version:        DefaultVersion,
@@ -107,8 +108,12 @@ func NewService(nc *nats.Conn, name string, opts ...ServiceOption) (*Service, er
 	if cfg.tracer != nil {
 		s.tracer = cfg.tracer.Tracer(instrumentationName)
 	}
+	if err := transport.ValidateCallPrefix(cfg.callPrefix, cfg.prefix); err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
 	client, err := newClient(nc, clientConfig{
 		prefix:      cfg.prefix,
+		callPrefix:  cfg.callPrefix,
 		timeout:     cfg.timeout,
 		maxAttempts: DefaultMaxAttempts,
 		tracer:      cfg.tracer,

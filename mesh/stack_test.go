@@ -27,6 +27,7 @@ import (
 	"github.com/funcmesh/funcmesh/internal/syncbuf"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/transport"
 )
 
 // The whole stack as a host app wires it: an embedded broker, the
@@ -41,7 +42,7 @@ const stackSecret = "stack-test-secret-at-least-32-bytes-long!"
 
 const stackRules = `{"services": {
   "outer":   {"functions": {"default": {"rule": {"rule": "authenticated"}}}},
-  "inner":   {"functions": {"default": {"rule": {"rule": "deny"}}}},
+  "inner":   {"functions": {"default": {"rule": {"rule": "authenticated"}}}},
   "default": {"functions": {"default": {"rule": {"rule": "deny"}}}}}}`
 
 const stackRego = `package funcmesh.authz
@@ -49,7 +50,16 @@ const stackRego = `package funcmesh.authz
 default allow := false
 
 # Nobody may ask outer for more than 100.
-allow if input.params.amount <= 100
+allow if {
+	input.service == "outer"
+	input.params.amount <= 100
+}
+
+# inner is not public: only outer's functions may call it.
+allow if {
+	input.service == "inner"
+	input.caller.service == "outer"
+}
 `
 
 type stack struct {
@@ -115,10 +125,19 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatalf("Metrics: %v", err)
 	}
-	gw, err := mesh.NewGateway(b.Conn(), mesh.WithTracerProvider(tp))
+	signer, err := transport.NewClaimsSigner(b.ClaimsKey())
+	if err != nil {
+		t.Fatalf("NewClaimsSigner: %v", err)
+	}
+	gw, err := mesh.NewGateway(b.Conn(), mesh.WithTracerProvider(tp), mesh.WithClaimsSigner(signer))
 	if err != nil {
 		t.Fatalf("NewGateway: %v", err)
 	}
+	router, err := mesh.NewRouter(b.Conn(), policy.AuthorizeCall, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		t.Fatalf("NewRouter: %v", err)
+	}
+	t.Cleanup(func() { _ = router.Stop(context.Background()) })
 	logger := slog.New(slog.NewTextHandler(s.logBuf, nil))
 	chain := alice.New(
 		middleware.RequestID,

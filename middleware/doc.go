@@ -20,13 +20,15 @@
 //   - [Metrics]: Prometheus request counter, latency histogram and
 //     in-flight gauge, registered with the registry you pass.
 //   - [Tracing]: an OpenTelemetry server span per request, continuing the
-//     incoming W3C trace context, with the provider you pass.
+//     incoming W3C trace context (tracestate cut to 512 characters), with
+//     the provider you pass.
 //   - [Recover]: a panic becomes a 500 JSON error and a log record.
 //   - [CORS]: github.com/rs/cors with safe defaults, for web pages on other
 //     origins.
 //   - [BodyLimit]: 413 for bodies over the limit.
 //   - [JWT] with a [JWTVerifier]: verified claims in the context; no token
-//     means anonymous, a bad one 401.
+//     means anonymous, a bad one 401; a cookie token in a cross-origin
+//     request 403.
 //
 // # Order
 //
@@ -55,6 +57,8 @@
 //
 //	401 unauthenticated     JWT: a token that fails verification (with
 //	                        WWW-Authenticate: Bearer error="invalid_token")
+//	403 permission_denied   JWT: a token from the cookie in a cross-origin
+//	                        request (see JWTOptions.TrustedOrigins)
 //	413 too_large           BodyLimit: a declared Content-Length over the limit
 //	500 internal            Recover: a panic before the response started
 //
@@ -70,23 +74,20 @@
 // set documents) and from a JWKS URL, fetched and refreshed in the
 // background. Algorithms come from an allow-list that never holds "none",
 // and a key only verifies algorithms of its own kind, so a public key can
-// never serve as an HMAC secret.
+// never serve as an HMAC secret. Tokens are parsed and checked by
+// github.com/golang-jwt/jwt/v5; the key set of a JWKS URL is fetched and
+// kept by github.com/MicahParks/jwkset and keyfunc/v3.
 //
-// # Verified-token cache
+// # Cookies and other sites
 //
-// A client sends the same token on every call until it expires, so a
-// [JWTVerifier] remembers the tokens it has verified, keyed by the whole
-// token string: a token seen before costs a lookup of about 100 ns, with
-// no allocation, instead of a signature check (2 µs for HS256, 35 µs for
-// RS256, 75 µs for ES256) and a JSON decode. A remembered token is
-// accepted only while its "exp" and "nbf" hold, checked with the leeway
-// exactly as for a new one, and only while the keys are those it was
-// verified with: a JWKS fetch that brings a different key set, and
-// [JWTVerifier.Refresh], drop every remembered token. Failures are never
-// remembered. The cache holds at most [JWTOptions].CacheSize tokens (1024
-// by default; negative turns it off) and at most CacheSize × 8 KiB of
-// memory (8 MiB by default); a token whose entry would take over 64 KiB
-// is verified in full every time. The claims map of a remembered token is
-// shared by every request that carries it: claims from
-// [reqctx.Claims] are read-only.
+// A browser sends a site's cookies with the requests other sites' pages
+// make to it, forms included, so a token in a cookie would let any page
+// run functions as the user. [JWT] therefore refuses a cookie token in a
+// cross-origin request that is not GET, HEAD or OPTIONS, with Go's
+// [http.CrossOriginProtection] (the browser's Sec-Fetch-Site header, or
+// its Origin against the Host). Pages of other origins that should call
+// with the cookie are listed in [JWTOptions].TrustedOrigins. Requests
+// with neither header come from clients that are not browsers and are
+// not affected; tokens in the Authorization header never are, since a
+// page cannot make a browser send one to another site.
 package middleware

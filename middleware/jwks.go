@@ -3,23 +3,19 @@ package middleware
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"slices"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
 )
 
 // Bounds on a JSON Web Key Set from outside.
@@ -31,19 +27,19 @@ const (
 )
 
 // ParseJWKS parses a JSON Web Key Set (RFC 7517), {"keys": [...]}, into
-// verification keys. It understands RSA keys ("kty": "RSA", n and e), NIST
-// curve keys ("EC", crv P-256, P-384 or P-521, x and y) and Ed25519 keys
-// ("OKP", crv Ed25519, x), parsed with the standard library and checked
-// (an EC point must be on its curve, an RSA modulus 2048 to 8192 bits).
+// verification keys: RSA keys, NIST curve keys (P-256, P-384, P-521) and
+// Ed25519 keys, parsed by github.com/MicahParks/jwkset and checked as
+// [JWTOptions].Keys are (an RSA modulus of 2048 to 8192 bits, an EC
+// point on its curve).
 //
 // Keys that are not for verifying signatures are left out: those with a
 // "use" other than "sig", "key_ops" without "verify", an "alg" that is not
 // a signature algorithm of the key's kind, symmetric ("oct") keys, which
-// must never come from a URL, and keys of other kinds. A malformed key of a
-// known kind is left out too, so that one bad entry does not stop a key
-// rotation; ParseJWKS fails only when the document is not a key set, holds
-// more than [MaxJWKSKeys] entries, or leaves no usable key, and the error
-// then says why each key was left out.
+// must never come from a URL, and keys of other kinds. A malformed key is
+// left out too, so that one bad entry does not stop a key rotation;
+// ParseJWKS fails only when the document is not a key set, holds more
+// than [MaxJWKSKeys] entries, or leaves no usable key, and the error then
+// says why each key was left out.
 func ParseJWKS(data []byte) ([]JWTKey, error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
@@ -60,7 +56,15 @@ func ParseJWKS(data []byte) ([]JWTKey, error) {
 	keys := make([]JWTKey, 0, len(set.Keys))
 	var skipped []error
 	for i, raw := range set.Keys {
-		k, err := parseJWK(raw)
+		var m jwkset.JWKMarshal
+		err := json.Unmarshal(raw, &m)
+		var k JWTKey
+		if err == nil {
+			var j jwkset.JWK
+			if j, err = jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{}); err == nil {
+				k, err = verificationKey(j)
+			}
+		}
 		if err != nil {
 			skipped = append(skipped, fmt.Errorf("key %d: %w", i, err))
 			continue
@@ -76,352 +80,184 @@ func ParseJWKS(data []byte) ([]JWTKey, error) {
 	return keys, nil
 }
 
-type jwk struct {
-	Kty    string   `json:"kty"`
-	Kid    string   `json:"kid"`
-	Alg    string   `json:"alg"`
-	Use    string   `json:"use"`
-	KeyOps []string `json:"key_ops"`
-	Crv    string   `json:"crv"`
-	N      string   `json:"n"`
-	E      string   `json:"e"`
-	X      string   `json:"x"`
-	Y      string   `json:"y"`
-}
-
-func parseJWK(raw json.RawMessage) (JWTKey, error) {
-	var j jwk
-	if err := json.Unmarshal(raw, &j); err != nil {
-		return JWTKey{}, err
+// verificationKey returns j as a JWTKey if it is a public key for
+// verifying signatures.
+func verificationKey(j jwkset.JWK) (JWTKey, error) {
+	m := j.Marshal()
+	if m.USE != "" && m.USE != jwkset.UseSig {
+		return JWTKey{}, fmt.Errorf("use %q", m.USE)
 	}
-	if j.Use != "" && j.Use != "sig" {
-		return JWTKey{}, fmt.Errorf("use %q", j.Use)
-	}
-	if j.KeyOps != nil && !slices.Contains(j.KeyOps, "verify") {
+	if m.KEYOPS != nil && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify) {
 		return JWTKey{}, errors.New(`key_ops without "verify"`)
 	}
-	k := JWTKey{ID: j.Kid, Algorithm: j.Alg}
-	switch j.Kty {
-	case "RSA":
-		n, err := b64(j.N)
-		if err != nil {
-			return JWTKey{}, fmt.Errorf("RSA n: %w", err)
-		}
-		e, err := b64(j.E)
-		if err != nil {
-			return JWTKey{}, fmt.Errorf("RSA e: %w", err)
-		}
-		if len(e) == 0 || len(e) > 4 {
-			return JWTKey{}, fmt.Errorf("RSA e of %d bytes", len(e))
-		}
-		var ei int64
-		for _, b := range e {
-			ei = ei<<8 | int64(b)
-		}
-		if ei > 1<<31-1 {
-			return JWTKey{}, errors.New("RSA e too large")
-		}
-		k.Key = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(ei)}
-	case "EC":
-		var curve elliptic.Curve
-		switch j.Crv {
-		case "P-256":
-			curve = elliptic.P256()
-		case "P-384":
-			curve = elliptic.P384()
-		case "P-521":
-			curve = elliptic.P521()
-		default:
-			return JWTKey{}, fmt.Errorf("EC curve %q", j.Crv)
-		}
-		size := (curve.Params().BitSize + 7) / 8
-		x, err := b64(j.X)
-		if err != nil {
-			return JWTKey{}, fmt.Errorf("EC x: %w", err)
-		}
-		y, err := b64(j.Y)
-		if err != nil {
-			return JWTKey{}, fmt.Errorf("EC y: %w", err)
-		}
-		if len(x) != size || len(y) != size {
-			return JWTKey{}, fmt.Errorf("EC x and y of %d and %d bytes; %s needs %d", len(x), len(y), j.Crv, size)
-		}
-		point := make([]byte, 0, 1+2*size)
-		point = append(append(append(point, 4), x...), y...)
-		pub, err := ecdsa.ParseUncompressedPublicKey(curve, point)
-		if err != nil {
-			return JWTKey{}, fmt.Errorf("EC point: %w", err)
-		}
-		k.Key = pub
-	case "OKP":
-		if j.Crv != "Ed25519" {
-			return JWTKey{}, fmt.Errorf("OKP curve %q", j.Crv)
-		}
-		x, err := b64(j.X)
-		if err != nil {
-			return JWTKey{}, fmt.Errorf("OKP x: %w", err)
-		}
-		if len(x) != ed25519.PublicKeySize {
-			return JWTKey{}, fmt.Errorf("Ed25519 x of %d bytes", len(x))
-		}
-		k.Key = ed25519.PublicKey(x)
-	case "oct":
+	key := j.Key()
+	switch k := key.(type) {
+	case []byte:
 		return JWTKey{}, errors.New("symmetric key in a key set")
-	default:
-		return JWTKey{}, fmt.Errorf("kty %q", j.Kty)
+	case interface{ Public() crypto.PublicKey }:
+		key = k.Public() // a private key published by mistake: only its public half verifies
 	}
+	k := JWTKey{ID: m.KID, Algorithm: m.ALG.String(), Key: key}
 	if _, err := checkKey(k); err != nil {
 		return JWTKey{}, err
 	}
 	return k, nil
 }
 
-// b64 decodes base64url, with or without padding (RFC 7517 says without;
-// some servers pad).
-func b64(s string) ([]byte, error) {
-	if s == "" {
-		return nil, errors.New("missing")
-	}
-	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
-}
-
 // jwksFetchTimeout bounds one fetch of the key set.
 const jwksFetchTimeout = 10 * time.Second
 
-// jwksCache holds the keys of a JWKS URL: fetched at start, refreshed every
-// refresh interval and, at most once per minInterval, when a token names a
-// key ID it does not hold. A failed fetch keeps the keys it has.
-type jwksCache struct {
-	url         string
-	client      *http.Client
-	refresh     time.Duration
-	minInterval time.Duration
-	logger      *slog.Logger
-
-	keys atomic.Pointer[keySet] // nil until a fetch succeeds
-
-	ctx    context.Context // canceled by close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu       sync.Mutex
-	closed   bool
-	last     time.Time     // start of the last fetch
-	inflight chan struct{} // closed when the running fetch ends; nil when none runs
-	lastErr  error         // the result of the last fetch
+// jwksKeys are the keys of a JWKS URL, fetched and refreshed by jwkset
+// and looked up by keyfunc.
+type jwksKeys struct {
+	fetched jwkset.Storage  // the keys of the last good fetch; reading it fetches nothing
+	client  jwkset.Storage  // reads them, fetching the set again when a key ID is not there
+	kf      keyfunc.Keyfunc // looks up a token's keys in client
+	unknown *rate.Limiter   // allows those fetches at most once per JWKSMinRefresh
+	gen     *atomic.Uint64  // counts the key sets stored
+	cancel  context.CancelFunc
 }
 
-func newJWKSCache(url string, client *http.Client, refresh, minInterval time.Duration, logger *slog.Logger) *jwksCache {
+func newJWKSKeys(url string, client *http.Client, refresh, minRefresh time.Duration, logger *slog.Logger) (*jwksKeys, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &jwksCache{
-		url: url, client: client, refresh: refresh, minInterval: minInterval, logger: logger,
-		ctx: ctx, cancel: cancel,
-	}
-	c.wg.Add(1)
-	go c.loop()
-	return c
-}
-
-// loop fetches the keys at once, then every refresh interval. After a
-// failed fetch it retries sooner: after minInterval (at least a second),
-// doubled at each failure in a row, up to the refresh interval.
-func (c *jwksCache) loop() {
-	defer c.wg.Done()
-	t := time.NewTimer(0)
-	defer t.Stop()
-	retry := time.Duration(0)
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
+	gen := new(atomic.Uint64)
+	failed := func(ctx context.Context, err error) {
+		if logger != nil {
+			logger.LogAttrs(ctx, slog.LevelWarn, "JWKS fetch failed; keeping the keys fetched before",
+				slog.String("url", url), slog.String("error", err.Error()))
 		}
-		ch, ok := c.start(true)
-		if !ok {
-			return
-		}
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-ch:
-		}
-		c.mu.Lock()
-		failed := c.lastErr != nil
-		c.mu.Unlock()
-		if !failed {
-			retry = 0
-			t.Reset(c.refresh)
-			continue
-		}
-		if retry == 0 {
-			retry = max(c.minInterval, time.Second)
-		} else {
-			retry *= 2
-		}
-		retry = min(retry, c.refresh)
-		t.Reset(retry)
 	}
-}
-
-// start starts a fetch, or joins the one running, and returns a channel
-// closed when it ends. Unless force is set, it starts none within
-// minInterval of the last, and returns false.
-func (c *jwksCache) start(force bool) (<-chan struct{}, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, false
-	}
-	if c.inflight != nil {
-		return c.inflight, true
-	}
-	now := time.Now()
-	if !force && !c.last.IsZero() && now.Sub(c.last) < c.minInterval {
-		return nil, false
-	}
-	c.last = now
-	ch := make(chan struct{})
-	c.inflight = ch
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		err := c.fetch()
-		c.mu.Lock()
-		c.lastErr = err
-		c.inflight = nil
-		c.mu.Unlock()
-		close(ch)
-	}()
-	return ch, true
-}
-
-// refreshNow fetches the keys (or waits for the fetch running) and returns
-// its error.
-func (c *jwksCache) refreshNow(ctx context.Context) error {
-	ch, ok := c.start(true)
-	if !ok {
-		return errors.New("middleware: JWKS: verifier closed")
-	}
-	select {
-	case <-ch:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lastErr
-}
-
-// refreshFor is the refresh a token with an unknown key ID asks for: it
-// waits for a fetch when one runs or may start, and returns at once when
-// the last one was too recent.
-func (c *jwksCache) refreshFor(ctx context.Context) {
-	ch, ok := c.start(false)
-	if !ok {
-		return
-	}
-	select {
-	case <-ch:
-	case <-ctx.Done():
-	}
-}
-
-func (c *jwksCache) fetch() error {
-	ctx, cancel := context.WithTimeout(c.ctx, jwksFetchTimeout)
-	defer cancel()
-	keys, err := c.get(ctx)
+	fetched, err := jwkset.NewStorageFromHTTP(url, jwkset.HTTPClientStorageOptions{
+		Client:                    jwksClient(client),
+		Ctx:                       ctx,
+		HTTPTimeout:               jwksFetchTimeout,
+		NoErrorReturnFirstHTTPReq: true,
+		RefreshErrorHandler:       failed,
+		RefreshInterval:           refresh,
+		Storage:                   usableKeys{jwkset.NewMemoryStorage(), gen},
+	})
 	if err != nil {
-		if c.logger != nil && c.ctx.Err() == nil {
-			c.logger.LogAttrs(ctx, slog.LevelWarn, "JWKS refresh failed; keeping the cached keys",
-				slog.String("url", c.url), slog.String("error", err.Error()))
-		}
-		return err
+		cancel()
+		return nil, err
 	}
-	vks := make([]verifyKey, 0, len(keys))
-	for _, k := range keys {
-		vk, err := checkKey(k) // cannot fail: ParseJWKS checked them
-		if err == nil {
-			vks = append(vks, vk)
+	storage, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
+		HTTPURLs:         map[string]jwkset.Storage{url: fetched},
+		RateLimitWaitMax: jwksFetchTimeout, // bounds the fetch for an unknown key ID
+		// Every fetch for an unknown key ID is allowed here: unknown
+		// rations them without making requests queue for their turn.
+		RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	kf, err := keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: storage})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	j := &jwksKeys{fetched: fetched, client: storage, kf: kf, unknown: rate.NewLimiter(rate.Every(minRefresh), 1), gen: gen, cancel: cancel}
+	j.unknown.Allow() // the fetch at start counts
+	return j, nil
+}
+
+// keys returns the fetched keys that may verify t: the one with its key
+// ID, or all of them when it names none. A key ID not among them, or no
+// key at all, makes the set be fetched again first, unless the last such
+// fetch was less than JWKSMinRefresh ago.
+func (j *jwksKeys) keys(ctx context.Context, t *jwt.Token, kid string) []jwt.VerificationKey {
+	if kid != "" {
+		if _, err := j.fetched.KeyRead(ctx, kid); errors.Is(err, jwkset.ErrKeyNotFound) && !j.unknown.Allow() {
+			return nil
+		}
+	} else if all, err := j.fetched.KeyReadAll(ctx); err == nil && len(all) == 0 && j.unknown.Allow() {
+		_, _ = j.client.KeyRead(ctx, "") // none fetched yet: a read that misses fetches the set
+	}
+	got, err := j.kf.KeyfuncCtx(ctx)(t)
+	if err != nil {
+		return nil // no such key, or one whose "alg" is another
+	}
+	if set, ok := got.(jwt.VerificationKeySet); ok {
+		return set.Keys
+	}
+	return []jwt.VerificationKey{got}
+}
+
+// generation changes whenever a fetch stores a key set.
+func (j *jwksKeys) generation() uint64 { return j.gen.Load() }
+
+func (j *jwksKeys) close() { j.cancel() }
+
+// usableKeys stores a fetched key set, keeping only the keys that may
+// verify signatures (see verificationKey). A set with none of them, or
+// with more than MaxJWKSKeys keys, is refused, which keeps the keys of
+// the last good fetch. gen counts the sets stored.
+type usableKeys struct {
+	jwkset.Storage
+	gen *atomic.Uint64
+}
+
+func (s usableKeys) KeyReplaceAll(ctx context.Context, set []jwkset.JWK) error {
+	if len(set) > MaxJWKSKeys {
+		return fmt.Errorf("middleware: JWKS: %d keys, at most %d", len(set), MaxJWKSKeys)
+	}
+	keep := make([]jwkset.JWK, 0, len(set))
+	for _, j := range set {
+		if _, err := verificationKey(j); err == nil {
+			keep = append(keep, j)
 		}
 	}
-	// Fetches never overlap (start runs one at a time), so the generation
-	// read here is the last one stored.
-	old := c.keys.Load()
-	if old != nil && sameKeys(old.keys, vks) {
-		// The same keys: tokens verified with them stay verified.
+	if len(keep) == 0 {
+		return errors.New("middleware: JWKS: no usable key")
+	}
+	// Counted before and after: a token verified while the keys change
+	// is never remembered for the new set.
+	s.gen.Add(1)
+	defer s.gen.Add(1)
+	return s.Storage.KeyReplaceAll(ctx, keep)
+}
+
+// jwksClient returns a copy of c (http.DefaultClient when nil) that reads
+// at most MaxJWKSSize bytes of a response and follows a redirect only to
+// a URL the JWKSURL rule allows, and from https only to https.
+func jwksClient(c *http.Client) *http.Client {
+	if c == nil {
+		c = http.DefaultClient
+	}
+	cc := *c
+	rt := cc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	cc.Transport = limitBody{rt}
+	next := cc.CheckRedirect
+	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		err := checkJWKSURL(req.URL.String())
+		if err == nil && via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+			err = errors.New("a redirect from https to " + req.URL.Scheme)
+		}
+		if err != nil {
+			return fmt.Errorf("middleware: JWKS: redirect refused: %w", err)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("middleware: JWKS: stopped after 10 redirects")
+		}
 		return nil
 	}
-	gen := uint64(1)
-	if old != nil {
-		gen = old.gen + 1
-	}
-	c.keys.Store(&keySet{keys: vks, gen: gen})
-	if c.logger != nil {
-		c.logger.LogAttrs(ctx, slog.LevelDebug, "JWKS refreshed", slog.String("url", c.url), slog.Int("keys", len(vks)))
-	}
-	return nil
+	return &cc
 }
 
-func (c *jwksCache) get(ctx context.Context) ([]JWTKey, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("middleware: JWKS: GET %s: %s", c.url, resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxJWKSSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(body) > MaxJWKSSize {
-		return nil, fmt.Errorf("middleware: JWKS: GET %s: more than %d bytes", c.url, MaxJWKSSize)
-	}
-	return ParseJWKS(body)
-}
+// limitBody makes reading more than MaxJWKSSize bytes of a response body
+// fail.
+type limitBody struct{ http.RoundTripper }
 
-// keySet is one version of the keys fetched from the JWKS URL.
-type keySet struct {
-	keys []verifyKey
-	// gen numbers the versions from 1; a fetch that brings the same keys
-	// keeps the version, so that the tokens verified with them stay in
-	// the verified-token cache.
-	gen uint64
-}
-
-// snapshot returns the cached keys, nil until a fetch has succeeded.
-func (c *jwksCache) snapshot() *keySet {
-	return c.keys.Load()
-}
-
-// sameKeys reports whether a and b hold the same keys, with the same IDs
-// and algorithms, in the same order.
-func sameKeys(a, b []verifyKey) bool {
-	if len(a) != len(b) {
-		return false
+func (t limitBody) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.RoundTripper.RoundTrip(r)
+	if err == nil {
+		resp.Body = http.MaxBytesReader(nil, resp.Body, MaxJWKSSize)
 	}
-	for i := range a {
-		if a[i].id != b[i].id || a[i].alg != b[i].alg || a[i].kind != b[i].kind {
-			return false
-		}
-		k, ok := a[i].key.(interface{ Equal(crypto.PublicKey) bool })
-		if !ok || !k.Equal(b[i].key) {
-			return false
-		}
-	}
-	return true
-}
-
-func (c *jwksCache) close() {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	c.cancel()
-	c.wg.Wait()
+	return resp, err
 }

@@ -5,18 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/hmac"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"hash"
-	"sync"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // JWTKey is a key that verifies tokens: an HMAC secret or a public key,
@@ -87,54 +80,6 @@ type verifyKey struct {
 	alg  string
 	kind keyKind
 	key  any
-	// macs holds, for an HMAC secret, a pool of keyed hashes for each of
-	// HS256, HS384 and HS512: keying a hash costs more than hashing a
-	// token.
-	macs *[3]sync.Pool
-}
-
-// verify reports whether sig is a signature of signing by k with alg.
-func (k *verifyKey) verify(method jwt.SigningMethod, alg, signing string, sig []byte) bool {
-	if k.kind != kindHMAC {
-		// A copy: sig may be on the caller's stack, and the interface call
-		// would make it escape.
-		return method.Verify(signing, bytes.Clone(sig), k.key) == nil
-	}
-	var pool *sync.Pool
-	switch alg {
-	case "HS256":
-		pool = &k.macs[0]
-	case "HS384":
-		pool = &k.macs[1]
-	case "HS512":
-		pool = &k.macs[2]
-	default:
-		return false
-	}
-	m := pool.Get().(*macState)
-	m.mac.Reset()
-	// Through a buffer of its own: a hash.Hash takes a []byte, and
-	// converting the string would allocate every time.
-	m.in = append(m.in[:0], signing...)
-	_, _ = m.mac.Write(m.in)
-	ok := hmac.Equal(m.mac.Sum(m.sum[:0]), sig)
-	pool.Put(m)
-	return ok
-}
-
-// macState is a keyed hash with the buffers it needs, pooled.
-type macState struct {
-	mac hash.Hash
-	sum [sha512.Size]byte
-	in  []byte // the signing input; at most MaxJWTLen bytes
-}
-
-func hmacPools(secret []byte) *[3]sync.Pool {
-	return &[3]sync.Pool{
-		{New: func() any { return &macState{mac: hmac.New(sha256.New, secret)} }},
-		{New: func() any { return &macState{mac: hmac.New(sha512.New384, secret)} }},
-		{New: func() any { return &macState{mac: hmac.New(sha512.New, secret)} }},
-	}
 }
 
 // verifies reports whether k may verify a token signed with alg.
@@ -163,8 +108,7 @@ func checkKey(k JWTKey) (verifyKey, error) {
 		if len(key) < hmacMinLen["HS256"] {
 			return vk, fmt.Errorf("the HMAC secret has %d bytes; HS256 needs at least 32", len(key))
 		}
-		secret := bytes.Clone(key)
-		vk.kind, vk.key, vk.macs = kindHMAC, secret, hmacPools(secret)
+		vk.kind, vk.key = kindHMAC, bytes.Clone(key)
 	case *rsa.PublicKey:
 		if key == nil || key.N == nil {
 			return vk, errors.New("nil RSA key")
@@ -270,37 +214,4 @@ func ParsePublicKeyPEM(data []byte) (any, error) {
 		return key, nil
 	}
 	return nil, fmt.Errorf("middleware: unsupported public key type %T", key)
-}
-
-// signingMethod maps an algorithm to jwt's implementations.
-func signingMethod(alg string) jwt.SigningMethod {
-	switch alg {
-	case "HS256":
-		return jwt.SigningMethodHS256
-	case "HS384":
-		return jwt.SigningMethodHS384
-	case "HS512":
-		return jwt.SigningMethodHS512
-	case "RS256":
-		return jwt.SigningMethodRS256
-	case "RS384":
-		return jwt.SigningMethodRS384
-	case "RS512":
-		return jwt.SigningMethodRS512
-	case "PS256":
-		return jwt.SigningMethodPS256
-	case "PS384":
-		return jwt.SigningMethodPS384
-	case "PS512":
-		return jwt.SigningMethodPS512
-	case "ES256":
-		return jwt.SigningMethodES256
-	case "ES384":
-		return jwt.SigningMethodES384
-	case "ES512":
-		return jwt.SigningMethodES512
-	case "EdDSA":
-		return jwt.SigningMethodEdDSA
-	}
-	return nil
 }

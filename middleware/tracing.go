@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"context"
 	"net/http"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -33,6 +34,12 @@ type TracingOptions struct {
 // trace.SpanFromContext finds it: the mesh client reads it there and
 // carries the trace on to the functions it calls.
 //
+// What a client sends is carried on only within the W3C Trace Context
+// bounds: a well-formed traceparent (the propagator's), and a tracestate
+// cut to at most [MaxTraceStateLen] characters as the W3C advises, by
+// leaving out members longer than 128 characters and then members from
+// the end.
+//
 // The span is named after the route ("POST /fn/{service}/{function}", the
 // matched mux pattern with the method) or the method alone, and carries
 // the method, path, route, status, request ID and the service and function
@@ -53,7 +60,7 @@ func Tracing(opts TracingOptions) func(http.Handler) http.Handler {
 	tracer := tp.Tracer(TracerName)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+			ctx := boundTraceState(prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
 			ctx, span := tracer.Start(ctx, spanName(r),
 				trace.WithSpanKind(trace.SpanKindServer),
 				trace.WithAttributes(
@@ -121,4 +128,41 @@ func hasMethod(p string) bool {
 		}
 	}
 	return false
+}
+
+// MaxTraceStateLen is the most characters of an incoming tracestate that
+// [Tracing] carries on: 512, the length the W3C asks every vendor to
+// propagate at least.
+const MaxTraceStateLen = 512
+
+// boundTraceState cuts the tracestate of the remote span context in ctx
+// to MaxTraceStateLen characters, as the W3C Trace Context says to
+// truncate: members over 128 characters go first, then members from the
+// end of the list.
+func boundTraceState(ctx context.Context) context.Context {
+	sc := trace.SpanContextFromContext(ctx)
+	ts := sc.TraceState()
+	if len(ts.String()) <= MaxTraceStateLen {
+		return ctx
+	}
+	type member struct{ k, v string }
+	var keep []member
+	n := -1 // no comma before the first member
+	ts.Walk(func(k, v string) bool {
+		m := len(k) + 1 + len(v)
+		switch {
+		case m > 128:
+			return true
+		case n+1+m > MaxTraceStateLen:
+			return false
+		}
+		keep = append(keep, member{k, v})
+		n += 1 + m
+		return true
+	})
+	var out trace.TraceState
+	for i := len(keep) - 1; i >= 0; i-- { // Insert puts a member first
+		out, _ = out.Insert(keep[i].k, keep[i].v) // members of a parsed state: valid
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, sc.WithTraceState(out))
 }

@@ -1,8 +1,10 @@
 package middleware_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/funcmesh/funcmesh/middleware"
@@ -155,5 +157,39 @@ func TestTracingPanic(t *testing.T) {
 	}
 	if got := attrs(spans[0])["http.response.status_code"].AsInt64(); got != 500 {
 		t.Errorf("status attribute %d; want 500", got)
+	}
+}
+
+// TestTracingBoundsTraceState: an incoming tracestate over 512 characters
+// is cut as the W3C advises: members over 128 characters first, then
+// members from the end.
+func TestTracingBoundsTraceState(t *testing.T) {
+	t.Parallel()
+	long := "big=" + strings.Repeat("v", 200)
+	var fill []string
+	for i := range 30 {
+		fill = append(fill, fmt.Sprintf("m%02d=%s", i, strings.Repeat("x", 40))) // 44 characters each
+	}
+	tests := []struct{ in, want string }{
+		{"a=1,b=2", "a=1,b=2"},
+		{"a=1," + long + ",b=2", "a=1," + long + ",b=2"}, // within 512: kept as it is
+		{long + "," + strings.Join(fill, ","), strings.Join(fill[:11], ",")},
+		{strings.Join(fill, ","), strings.Join(fill[:11], ",")},
+	}
+	for _, tt := range tests {
+		var got string
+		h := middleware.Tracing(middleware.TracingOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got = trace.SpanContextFromContext(r.Context()).TraceState().String()
+		}))
+		req := httptest.NewRequest("POST", "/", nil)
+		req.Header.Set("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+		req.Header.Set("Tracestate", tt.in)
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if got != tt.want {
+			t.Errorf("tracestate %.60q… (%d characters): got %.60q… (%d); want %.60q… (%d)", tt.in, len(tt.in), got, len(got), tt.want, len(tt.want))
+		}
+		if len(got) > middleware.MaxTraceStateLen {
+			t.Errorf("got %d characters", len(got))
+		}
 	}
 }

@@ -22,6 +22,7 @@ const (
 	CodeBadReply          Code = "bad_reply"          // 502
 	CodeUnavailable       Code = "unavailable"        // 503
 	CodeDeadlineExceeded  Code = "deadline_exceeded"  // 504
+	CodeLoopDetected      Code = "loop_detected"      // 508, a chain of nested calls past the hop limit
 )
 
 // StatusClientClosedRequest is the status (nginx's 499) recorded when the
@@ -44,6 +45,7 @@ var codeStatus = map[Code]int{
 	CodeBadReply:          http.StatusBadGateway,
 	CodeUnavailable:       http.StatusServiceUnavailable,
 	CodeDeadlineExceeded:  http.StatusGatewayTimeout,
+	CodeLoopDetected:      http.StatusLoopDetected,
 }
 
 var statusCode = func() map[int]Code {
@@ -60,6 +62,7 @@ func Codes() []Code {
 		CodeInvalidArgument, CodeUnauthenticated, CodePermissionDenied, CodeNotFound,
 		CodeConflict, CodeTooLarge, CodeUnprocessable, CodeResourceExhausted, CodeCanceled,
 		CodeInternal, CodeNotImplemented, CodeBadReply, CodeUnavailable, CodeDeadlineExceeded,
+		CodeLoopDetected,
 	}
 }
 

@@ -31,9 +31,36 @@
 //	Mesh-Deadline    the caller's deadline, Unix time in milliseconds
 //	                 (decimal); a service must stop working on the call then
 //	Mesh-Request-Id  the request ID, for logs
+//	Mesh-Auth-Sig    the host's signature of Mesh-Auth, bound to the
+//	                 request ID and Mesh-Deadline (see [ClaimsSigner]);
+//	                 a service passes it on and cannot check it
 //	Mesh-Caller      "service.function" when a function makes the call
+//	Mesh-Hops        how many nested calls led to this one (absent: 0)
 //	traceparent      W3C trace context (and tracestate), when tracing
 //	Content-Type     the media type of the params
+//
+// Nested calls. A function of service A calls B.f by sending a request to
+//
+//	<callprefix>.A.B.f
+//
+// (callprefix is "call" unless configured, [DefaultCallPrefix],
+// [CallSubject]) with a reply subject under A's own inbox,
+// _INBOX_A.<anything> ([InboxPrefix]: with per-service credentials the
+// only inbox A may subscribe to, and the only one the router answers to;
+// in nats.js set inboxPrefix). The body is the params. Headers: pass on,
+// unchanged, Mesh-Auth, Mesh-Auth-Sig, Mesh-Request-Id, Mesh-Deadline and
+// Mesh-Hops of the call being served, and traceparent/tracestate; set
+// Mesh-Caller to "A.<calling function>"; optionally Mesh-Timeout-Ms
+// ([TimeoutHeader]) for a shorter deadline than the one passed on;
+// Content-Type as for any call. Only the host's routers take requests on
+// the call route: a router checks the signature (claims without a valid
+// one: 401; signed for a deadline that has passed: 504), the hop count
+// (508 past the limit, [CodeLoopDetected]), asks the policy (its denial:
+// 403 or the policy's status), then forwards the call to
+// <prefix>.B.f and relays B's reply to A's reply subject as B sent it. No
+// instance of B is an error reply with 503; no router at all is the NATS
+// "no responders" status (503). A request whose reply subject is not
+// under A's inbox gets no answer at all.
 //
 // Reply. A successful reply's body is the result, passed through unchanged,
 // with an optional Content-Type header (application/json when absent). An

@@ -131,6 +131,8 @@ func DefaultMessage(c Code) string {
 		return "service unavailable"
 	case CodeDeadlineExceeded:
 		return "deadline exceeded"
+	case CodeLoopDetected:
+		return "too many nested calls: the hop limit was reached"
 	}
 	return "internal error"
 }

@@ -12,9 +12,12 @@ import (
 // decimal milliseconds, 1 to [MaxTimeoutDigits] ASCII digits, more than
 // zero ("2500" is two and a half seconds). The gateway bounds it by its
 // own maximum, so it can shorten a call's deadline but never extend it. It
-// is an HTTP header the gateway reads, like Connect's Connect-Timeout-Ms,
-// and never travels over NATS: the call carries the resulting deadline in
-// Mesh-Deadline.
+// is an HTTP header the gateway reads, like Connect's Connect-Timeout-Ms;
+// a function call (fn.<service>.<function>) carries the resulting deadline
+// in Mesh-Deadline. On the call route (see [CallSubject]) it has the same
+// meaning: a function passes on the deadline its claims were signed for in
+// Mesh-Deadline and asks for a shorter one with this header; the router
+// bounds it by that deadline.
 const TimeoutHeader = "Mesh-Timeout-Ms"
 
 // MaxTimeoutDigits bounds the length of a [TimeoutHeader] value, as

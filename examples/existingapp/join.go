@@ -49,7 +49,8 @@ curl -i -X POST {{.URL}}/fn/payroll/run
 curl -i {{.URL}}/fn
 
 List the services with the NATS CLI (https://github.com/nats-io/natscli), as the
-host, which may do anything (service identities may only answer calls):
+host, which may do anything (service identities may only answer calls and
+make nested calls on their own route):
 
 nats --server {{.NATS}} --user {{.Host.User}} --password {{.Host.Password}} micro ls
 

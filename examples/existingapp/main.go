@@ -34,15 +34,34 @@ import (
 	"github.com/funcmesh/funcmesh/broker"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/transport"
 )
 
 // rules is the app's authorization: greeter and nodegreeter are open, but
 // their whoami needs a signed-in caller; every other service is denied.
+// The Rego module below decides too: a call must pass both.
 const rules = `{"services": {
   "greeter":     {"functions": {"whoami": {"rule": {"rule": "authenticated"}}, "default": {"rule": {"rule": "allow"}}}},
   "nodegreeter": {"functions": {"whoami": {"rule": {"rule": "authenticated"}}, "default": {"rule": {"rule": "allow"}}}},
   "default":     {"functions": {"default": {"rule": {"rule": "deny"}}}}
 }}`
+
+// nested is the rule for calls that functions make (input.caller is set):
+// a function may call greeter, the Go service, and nothing else. Calls
+// from HTTP (no caller) are left to the rules.
+const nested = `package funcmesh.authz
+
+default allow := false
+
+allow if input.caller == null
+
+allow if {
+	input.caller.service != ""
+	input.service == "greeter"
+}
+
+reason := "functions may call only greeter" if not allow
+`
 
 func main() {
 	addr := flag.String("addr", "localhost:8080", "HTTP listen address (port 0 picks a free one)")
@@ -96,16 +115,29 @@ func run(ctx context.Context, addr, natsAddr string, services []string, logger *
 	if err != nil {
 		return err
 	}
-	policy, err := authz.New(ctx, authz.RulesJSON([]byte(rules)))
+	policy, err := authz.New(ctx, authz.RulesJSON([]byte(rules)), authz.Module("nested.rego", nested))
 	if err != nil {
 		return err
 	}
 
 	// mesh: the gateway and the discovery listing, behind an alice chain.
-	gw, err := mesh.NewGateway(b.Conn())
+	// The gateway signs the claims it forwards (with a key derived from
+	// FUNCMESH_SECRET), so that a function can pass them on; the router
+	// takes the calls functions make, checks the signature and asks the
+	// same policy.
+	signer, err := transport.NewClaimsSigner(b.ClaimsKey())
 	if err != nil {
 		return err
 	}
+	gw, err := mesh.NewGateway(b.Conn(), mesh.WithClaimsSigner(signer))
+	if err != nil {
+		return err
+	}
+	router, err := mesh.NewRouter(b.Conn(), policy.AuthorizeCall, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		return err
+	}
+	defer router.Stop(context.Background()) // after the HTTP server, before the broker
 	disc, err := mesh.NewDiscovery(b.Conn())
 	if err != nil {
 		return err

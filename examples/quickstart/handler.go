@@ -7,12 +7,14 @@ import (
 	"net/http"
 
 	"github.com/justinas/alice"
-	"github.com/nats-io/nats.go"
 
 	"github.com/funcmesh/funcmesh/authz"
+	"github.com/funcmesh/funcmesh/broker"
 	"github.com/funcmesh/funcmesh/examples/web/webpage"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/spacecloud"
+	"github.com/funcmesh/funcmesh/transport"
 )
 
 // demoSecret signs and verifies the demo tokens (HS256). A real app reads
@@ -34,36 +36,51 @@ var (
 //	/fn/{service}/{function}  the gateway, behind the middleware chain
 //	GET /fn                   the running services, their functions and instances
 //	GET /                     the web example's page, calling the gateway from its origin
+//	/v1/api/quickstart/...    Space Cloud's call API, on the same chain
 //
-// Pages from corsOrigins may call the gateway from their own origins.
-func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger, corsOrigins []string) (http.Handler, error) {
+// Pages from corsOrigins may call the gateway from their own origins. It
+// also returns the router of nested calls, which the caller stops: a
+// function that calls another (greeter.welcome calls accounts.me) passes
+// the same policy.
+func newHandler(ctx context.Context, b *broker.Broker, logger *slog.Logger, corsOrigins []string) (http.Handler, *mesh.Router, error) {
+	nc := b.Conn()
 	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
 		Keys: []middleware.JWTKey{{Algorithm: "HS256", Key: demoSecret}},
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	policy, err := authz.New(ctx,
 		authz.RulesJSON(rulesJSON),
 		authz.Module("policy.rego", policyRego),
 		authz.WithLogger(logger))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cors, err := middleware.CORS(middleware.CORSOptions{
 		AllowedOrigins: corsOrigins, // your web app; go run ./examples/web serves one
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	gw, err := mesh.NewGateway(nc)
+	// The host signs the claims it forwards, so that a function can pass
+	// them on to the functions it calls; the router checks the signature.
+	signer, err := transport.NewClaimsSigner(b.ClaimsKey())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	gw, err := mesh.NewGateway(nc, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		return nil, nil, err
+	}
+	router, err := mesh.NewRouter(nc, policy.AuthorizeCall, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		return nil, nil, err
 	}
 	gw.ErrorLog = logger
 	disc, err := mesh.NewDiscovery(nc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	// alice.New(a, b).Then(h) is a(b(h)): the request meets them in order.
@@ -82,5 +99,11 @@ func newHandler(ctx context.Context, nc *nats.Conn, logger *slog.Logger, corsOri
 	mux.Handle("/fn/{service}/{function}", chain.Then(gw))
 	mux.Handle("GET /fn", alice.New(middleware.RequestID, middleware.AccessLog(logger)).Then(disc))
 	mux.Handle("/", webpage.Handler("")) // a frontend on the gateway's origin; GET only
-	return mux, nil
+
+	// Space Cloud's call API (space-api's api.call) on the same chain:
+	// the envelope is unwrapped before the policy sees the params.
+	sc := &spacecloud.Handler{Next: chain.Then(gw), Project: "quickstart"}
+	mux.Handle(spacecloud.Pattern, sc)
+	mux.Handle(spacecloud.LegacyPattern, sc)
+	return mux, router, nil
 }

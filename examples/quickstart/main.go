@@ -80,10 +80,11 @@ func run(ctx context.Context, addr string, corsOrigins []string, logger *slog.Lo
 	}
 
 	// 3. The gateway behind the middleware chain (handler.go).
-	handler, err := newHandler(ctx, b.Conn(), logger, corsOrigins)
+	handler, router, err := newHandler(ctx, b, logger, corsOrigins)
 	if err != nil {
 		return err
 	}
+	defer router.Stop(context.Background()) // after the HTTP server, before the services
 
 	// 4. The HTTP server. The timeouts matter on anything reachable from
 	// outside: without ReadHeaderTimeout a client that sends its headers a

@@ -5,6 +5,9 @@
 //
 //	hello   {"name": "Ada"} → {"greeting": "Hello, Ada!", "from": "go"}
 //	whoami  the caller's claims, the request ID and the calling function
+//	relay   {"service", "function", "params"}: calls that function (a
+//	        nested call, which the host's policy decides) and returns
+//	        {"result": ...}
 //
 // Every setting is a flag or an environment variable (the flag wins):
 //
@@ -93,6 +96,9 @@ func run(url, name string, opts []nats.Option) error {
 	if err := svc.HandleFunc("whoami", whoami); err != nil {
 		return err
 	}
+	if err := svc.HandleFunc("relay", relay); err != nil {
+		return err
+	}
 	// Handle returns once the broker delivers calls to the function.
 	fmt.Printf("ready: service %s (instance %s) on %s\n", name, svc.ID(), nc.ConnectedUrlRedacted())
 
@@ -144,6 +150,25 @@ func whoami(_ context.Context, c *mesh.Call) ([]byte, error) {
 		"requestId": c.RequestID(),
 		"caller":    caller, // null unless a function called
 	})
+}
+
+// relay calls another function with its own ctx, so the caller's claims,
+// the request ID and the deadline travel on, and the host's router asks
+// the policy whether this function may make the call.
+func relay(ctx context.Context, c *mesh.Call) ([]byte, error) {
+	var in struct {
+		Service  string          `json:"service"`
+		Function string          `json:"function"`
+		Params   json.RawMessage `json:"params"`
+	}
+	if err := c.Decode(&in); err != nil {
+		return nil, err
+	}
+	out, err := c.Client().Call(ctx, in.Service, in.Function, in.Params)
+	if err != nil {
+		return nil, err // the policy's 403, the callee's own error, 503, 504...
+	}
+	return json.Marshal(map[string]json.RawMessage{"result": out})
 }
 
 // drain drains nc and waits, at most timeout, until it is closed.

@@ -81,10 +81,21 @@ func Example_hostApp() {
 		panic(err)
 	}
 	defer policy.Close()
-	gw, err := mesh.NewGateway(b.Conn())
+	// The gateway signs the claims it forwards; the router makes the calls
+	// functions make to functions pass the same policy.
+	signer, err := transport.NewClaimsSigner(b.ClaimsKey())
 	if err != nil {
 		panic(err)
 	}
+	gw, err := mesh.NewGateway(b.Conn(), mesh.WithClaimsSigner(signer))
+	if err != nil {
+		panic(err)
+	}
+	router, err := mesh.NewRouter(b.Conn(), policy.AuthorizeCall, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		panic(err)
+	}
+	defer router.Stop(ctx)
 	chain := alice.New(middleware.RequestID, middleware.Recover(nil),
 		middleware.BodyLimit(1<<20), middleware.JWT(verifier), policy.Middleware)
 

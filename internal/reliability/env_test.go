@@ -223,6 +223,7 @@ func decodeDump(a answer) (dumped, error) {
 // contractHeaders are the only headers a call from the gateway may carry.
 var contractHeaders = map[string]bool{
 	transport.HeaderAuth:        true,
+	transport.HeaderAuthSig:     true,
 	transport.HeaderDeadline:    true,
 	transport.HeaderRequestID:   true,
 	transport.HeaderContentType: true,

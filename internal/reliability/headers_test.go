@@ -58,6 +58,15 @@ func checkForwarded(h map[string][]string, a answer, sub string, timeout time.Du
 	if err != nil || time.Until(d) > timeout {
 		return fmt.Errorf("Mesh-Deadline %q (%v); want within the %v call timeout", v, d, timeout)
 	}
+	// The claims travel signed by the host, bound to the request ID and
+	// the deadline.
+	if c := h[transport.HeaderAuth]; len(c) == 1 {
+		if err := signer.Verify(strings.Join(h[transport.HeaderAuthSig], ""), c[0], h[transport.HeaderRequestID][0], d, time.Now()); err != nil {
+			return fmt.Errorf("Mesh-Auth-Sig %q: %v", h[transport.HeaderAuthSig], err)
+		}
+	} else if s := h[transport.HeaderAuthSig]; len(s) != 0 {
+		return fmt.Errorf("an anonymous call carried Mesh-Auth-Sig %q", s)
+	}
 	return nil
 }
 

@@ -51,6 +51,15 @@ func fast(timeout time.Duration) time.Duration { return timeout / 4 }
 // secret signs the test tokens (HS256).
 var secret = []byte("reliability-tests-hmac-secret-0123456789")
 
+// signer is the hosts' signer of the claims they forward.
+var signer = func() *transport.ClaimsSigner {
+	s, err := transport.NewClaimsSigner(transport.ClaimsKey{ID: "reliability", Secret: []byte("reliability-claims-key-0123456789abcdef")})
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	meshtest.Cleanup()
@@ -110,6 +119,16 @@ type gatewayConfig struct {
 	Client []mesh.ClientOption
 	// Bare mounts the gateway behind RequestID only.
 	Bare bool
+	// RouterConn, when set, is the connection the router of nested calls
+	// runs on instead of the gateway's.
+	RouterConn *nats.Conn
+	// Cookie names a cookie the JWT middleware reads the token from, and
+	// TrustedOrigins the origins that may use it cross-origin.
+	Cookie         string
+	TrustedOrigins []string
+	// Tracing puts middleware.Tracing (no provider: the incoming trace
+	// context is carried on) in the chain, after RequestID.
+	Tracing bool
 }
 
 // gateway is the chain a host mounts, served over loopback: RequestID,
@@ -119,6 +138,7 @@ type gateway struct {
 	url     string
 	srv     *httptest.Server
 	gw      *mesh.Gateway
+	router  *mesh.Router
 	policy  *authz.Authorizer
 	client  *http.Client
 	timeout time.Duration
@@ -137,7 +157,9 @@ func newGateway(t testing.TB, nc *nats.Conn, cfg gatewayConfig) *gateway {
 		limit = bodyLimit
 	}
 	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
-		Keys: []middleware.JWTKey{{Algorithm: "HS256", Key: secret}},
+		Keys:           []middleware.JWTKey{{Algorithm: "HS256", Key: secret}},
+		Cookie:         cfg.Cookie,
+		TrustedOrigins: cfg.TrustedOrigins,
 	})
 	if err != nil {
 		t.Fatalf("NewJWTVerifier: %v", err)
@@ -152,14 +174,31 @@ func newGateway(t testing.TB, nc *nats.Conn, cfg gatewayConfig) *gateway {
 		t.Fatalf("authz.New: %v", err)
 	}
 	t.Cleanup(func() { _ = g.policy.Close() })
-	g.gw, err = mesh.NewGateway(nc, append([]mesh.ClientOption{mesh.WithTimeout(g.timeout)}, cfg.Client...)...)
+	g.gw, err = mesh.NewGateway(nc, append([]mesh.ClientOption{mesh.WithTimeout(g.timeout), mesh.WithClaimsSigner(signer)}, cfg.Client...)...)
 	if err != nil {
 		t.Fatalf("NewGateway: %v", err)
 	}
+	// Nested calls pass the same policy, through a router of the host.
+	rnc := nc
+	if cfg.RouterConn != nil {
+		rnc = cfg.RouterConn
+	}
+	g.router, err = mesh.NewRouter(rnc, g.policy.AuthorizeCall, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		t.Fatalf("NewRouter: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = g.router.Stop(ctx)
+	})
 	g.gw.MaxInFlight = cfg.MaxInFlight
 
-	chain := alice.New(
-		middleware.RequestID,
+	chain := alice.New(middleware.RequestID)
+	if cfg.Tracing {
+		chain = chain.Append(middleware.Tracing(middleware.TracingOptions{}))
+	}
+	chain = chain.Append(
 		middleware.Recover(nil),
 		middleware.BodyLimit(limit),
 		middleware.JWT(verifier),

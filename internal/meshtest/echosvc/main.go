@@ -8,6 +8,9 @@
 //	whoami   returns {"pid", "id", "request_id", "claims", "caller"}
 //	sleep    waits {"ms": n} milliseconds (or until the deadline), returns {"slept": n}
 //	fail     returns an error with the status in {"status": n}
+//	call     calls {"service", "function", "params", "timeout_ms"} with its
+//	         own context (a nested call, through the host's router) and
+//	         returns the answer, or fails with the nested call's error
 //
 // With -extras it also serves
 //
@@ -78,6 +81,22 @@ func run(url, name string, maxConc int, extras bool) error {
 		}),
 		"fail": mesh.Func(func(_ context.Context, in struct{ Status int }) (struct{}, error) {
 			return struct{}{}, transport.ErrorWithStatus(in.Status, "failed as asked")
+		}),
+		"call": mesh.HandlerFunc(func(ctx context.Context, c *mesh.Call) ([]byte, error) {
+			var in struct {
+				Service, Function string
+				Params            json.RawMessage
+				TimeoutMS         int `json:"timeout_ms"`
+			}
+			if err := c.Decode(&in); err != nil {
+				return nil, err
+			}
+			if in.TimeoutMS > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, time.Duration(in.TimeoutMS)*time.Millisecond)
+				defer cancel()
+			}
+			return c.Client().Call(ctx, in.Service, in.Function, in.Params)
 		}),
 	}
 	var runs counts
