@@ -207,7 +207,7 @@ func (a *Authorizer) decide(ctx context.Context, p *policy, in *Input, cp *callP
 	d, err := a.evaluate(ctx, p, in, cp, params, have)
 	if check := differential; check != nil && p != nil && !errors.Is(err, errBusy) {
 		sd, serr := p.slowDecide(ctx, in)
-		check(in, d, err, sd, serr)
+		check(*in, d, err, sd, serr)
 	}
 	return a.report(ctx, in, start, d, err)
 }
@@ -215,7 +215,7 @@ func (a *Authorizer) decide(ctx context.Context, p *policy, in *Input, cp *callP
 // differential, when set (by the tests), is given each decision made
 // and the one plain evaluation of the whole policy makes for the same
 // call.
-var differential func(in *Input, fast Decision, fastErr error, slow Decision, slowErr error)
+var differential func(in Input, fast Decision, fastErr error, slow Decision, slowErr error)
 
 // report hands a decision to the hook, and turns an evaluation error into
 // a denial and an error that is safe to show, after logging it.

@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"maps"
 	"math"
+	"math/bits"
 	"net/http"
 	"sync"
 )
@@ -119,81 +120,65 @@ func keyable(v any) bool {
 }
 
 // hashValue hashes a keyable value; equal values (equalValue) hash
-// alike. A map's hash does not depend on the order of its keys.
-func hashValue(h *maphash.Hash, v any) {
+// alike. A map's hash does not depend on the order of its keys. It
+// mixes maphash's string hashes with arithmetic, so that hashing
+// allocates nothing.
+func hashValue(v any) uint64 {
 	switch v := v.(type) {
 	case nil:
-		h.WriteByte(0)
+		return 0x9e3779b97f4a7c15
 	case bool:
 		if v {
-			h.WriteByte(1)
-		} else {
-			h.WriteByte(2)
+			return mix(1, 1)
 		}
+		return mix(1, 2)
 	case string:
-		h.WriteByte(3)
-		h.WriteString(v)
-		h.WriteByte(0)
+		return mix(3, maphash.String(seed, v))
 	case float64:
-		h.WriteByte(4)
-		writeUint(h, math.Float64bits(v))
+		return mix(4, math.Float64bits(v))
 	case json.Number:
-		h.WriteByte(5)
-		h.WriteString(string(v))
-		h.WriteByte(0)
+		return mix(5, maphash.String(seed, string(v)))
 	case int:
-		h.WriteByte(6)
-		writeUint(h, uint64(v))
+		return mix(6, uint64(v))
 	case int64:
-		h.WriteByte(7)
-		writeUint(h, uint64(v))
+		return mix(7, uint64(v))
 	case int32:
-		h.WriteByte(8)
-		writeUint(h, uint64(v))
+		return mix(8, uint64(v))
 	case uint64:
-		h.WriteByte(9)
-		writeUint(h, v)
+		return mix(9, v)
 	case uint32:
-		h.WriteByte(10)
-		writeUint(h, uint64(v))
+		return mix(10, uint64(v))
 	case undefinedValue:
-		h.WriteByte(11)
+		return mix(11, 0)
 	case []any:
-		h.WriteByte(12)
-		writeUint(h, uint64(len(v)))
+		h := mix(12, uint64(len(v)))
 		for _, e := range v {
-			hashValue(h, e)
+			h = mix(h, hashValue(e))
 		}
+		return h
 	case map[string]any:
-		h.WriteByte(13)
 		var sum uint64
 		for k, e := range v {
-			var eh maphash.Hash
-			eh.SetSeed(seed)
-			eh.WriteString(k)
-			eh.WriteByte(0)
-			hashValue(&eh, e)
-			sum += eh.Sum64()
+			sum += mix(maphash.String(seed, k), hashValue(e))
 		}
-		writeUint(h, uint64(len(v)))
-		writeUint(h, sum)
+		return mix(mix(13, uint64(len(v))), sum)
 	case map[string]string:
-		h.WriteByte(14)
 		var sum uint64
 		for k, e := range v {
-			sum += maphash.String(seed, k+"\x00"+e)
+			sum += mix(maphash.String(seed, k), maphash.String(seed, e))
 		}
-		writeUint(h, uint64(len(v)))
-		writeUint(h, sum)
+		return mix(mix(14, uint64(len(v))), sum)
 	}
+	return 0
 }
 
-func writeUint(h *maphash.Hash, x uint64) {
-	var b [8]byte
-	for i := range b {
-		b[i] = byte(x >> (8 * i))
-	}
-	h.Write(b[:])
+// mix combines two hashes (the finalizer of SplitMix64 over their sum,
+// with the first rotated so that mix(a, b) and mix(b, a) differ).
+func mix(a, b uint64) uint64 {
+	x := bits.RotateLeft64(a, 31) + b + 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
 }
 
 func equalValues(a, b []any) bool {

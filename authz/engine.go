@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"maps"
 	"slices"
@@ -349,12 +348,10 @@ func (st *stage) decide(ctx context.Context, pl *plan, in *Input, params any) (D
 	if pl.cache {
 		vals, keyd = in.keyValues(pl.paths, params, buf[:0])
 		if keyd {
-			var mh maphash.Hash
-			mh.SetSeed(seed)
+			h = mix(uint64(len(vals)), 0)
 			for _, v := range vals {
-				hashValue(&mh, v)
+				h = mix(h, hashValue(v))
 			}
-			h = mh.Sum64()
 			if d, ok := st.cache.get(pl, h, vals); ok {
 				if err := ctx.Err(); err != nil {
 					return Decision{}, err

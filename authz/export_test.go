@@ -60,7 +60,7 @@ type Mismatch struct {
 // evaluation of the whole policy, with the whole input, and reports each
 // difference to report.
 func SetDifferential(report func(Mismatch)) {
-	differential = func(in *Input, fast Decision, fastErr error, slow Decision, slowErr error) {
+	differential = func(in Input, fast Decision, fastErr error, slow Decision, slowErr error) {
 		if errors.Is(slowErr, errParamsCost) {
 			return // params the plain path cannot decode whole
 		}
