@@ -444,3 +444,41 @@ func TestNewRouterErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRouterLocal: a service in the host process whose nested calls pass
+// the router in the process: the same policy, caller, claims, hop limit.
+func TestRouterLocal(t *testing.T) {
+	t.Parallel()
+	e := newAuthEnv(t, byCaller, mesh.WithMaxHops(3))
+	var ran atomic.Int64
+	startService(t, e.conn(t, "b", nil), "b", map[string]mesh.Handler{"whoami": whoamiHandler(&ran), "closed": whoamiHandler(&ran)})
+	hostConn, err := e.b.NewConn("a-in-host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startService(t, hostConn, "a", map[string]mesh.Handler{"relay": relay, "other": relay}, mesh.WithLocalRouter(e.router))
+	ctx := reqctx.WithRequestID(context.Background(), "req-local")
+	ctx = reqctx.WithClaims(ctx, map[string]any{"sub": "u1"}, []byte(`{"sub":"u1"}`))
+	out, err := e.client.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
+	if err != nil {
+		t.Fatalf("a.relay → b.whoami: %v", err)
+	}
+	var w whoami
+	if err := json.Unmarshal(out, &w); err != nil || w.Caller != "a.relay" || w.RequestID != "req-local" || w.Claims["sub"] != "u1" {
+		t.Errorf("b.whoami saw %s (%v); want caller a.relay, req-local, the claims of u1", out, err)
+	}
+	for _, params := range []string{`{"service":"b","function":"closed"}`} {
+		if _, err := e.client.Call(ctx, "a", "relay", []byte(params)); transport.AsError(err).HTTPStatus() != 403 {
+			t.Errorf("a.relay %s: %v; want 403", params, err)
+		}
+	}
+	if n := ran.Load(); n != 1 {
+		t.Errorf("b ran %d times; want 1", n)
+	}
+	// Forged claims in the process are refused too: a call whose claims
+	// were never signed.
+	unsigned, _ := mesh.NewClient(e.b.Conn())
+	if _, err := unsigned.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`)); transport.AsError(err).HTTPStatus() != 401 {
+		t.Errorf("unsigned claims through the local router: %v; want 401", err)
+	}
+}
