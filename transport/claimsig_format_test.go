@@ -21,7 +21,7 @@ func TestClaimsSignatureFormat(t *testing.T) {
 	for _, tc := range []struct{ claims, id string }{
 		{`{"sub":"u1"}`, "req-1"},
 		{"", ""},
-		{strings.Repeat(`{"k":"` + strings.Repeat("x", 1000) + `"}`, 80), "r"},
+		{strings.Repeat(`{"k":"`+strings.Repeat("x", 1000)+`"}`, 80), "r"},
 	} {
 		m := hmac.New(sha256.New, keyA.Secret)
 		fmt.Fprintf(m, "funcmesh-claims-v1\n%d:%s\n%d:%s\n%d\n", len(tc.id), tc.id, len(tc.claims), tc.claims, deadline.UnixMilli())
