@@ -118,6 +118,10 @@ func WithRouterWorkers(n int) RouterOption {
 // let A publish there (to $JS.API or $SYS, say). Relayed, every message a
 // service receives has a reply subject chosen by the host.
 //
+// A service in the host process may pass its nested calls to the Router in
+// the process instead ([WithLocalRouter]): the same checks, then straight
+// to the function.
+//
 // A Router is safe for concurrent use. Stop it with [Router.Stop].
 type Router struct {
 	nc        *nats.Conn

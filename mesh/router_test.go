@@ -482,3 +482,67 @@ func TestRouterLocal(t *testing.T) {
 		t.Errorf("unsigned claims through the local router: %v; want 401", err)
 	}
 }
+
+// TestRouterCluster: two host nodes in one NATS cluster with the same
+// ServiceAuth secret; services connect to node 1 with their credentials,
+// only node 2 runs a router. Nested calls cross the cluster through it;
+// with routers on both nodes, stopping one leaves the other serving.
+func TestRouterCluster(t *testing.T) {
+	t.Parallel()
+	auth := broker.ServiceAuth{Secret: []byte("router-cluster-secret-0123456789")}
+	node := func(name string, routes ...string) *broker.Broker {
+		b, err := broker.Start(context.Background(), broker.WithServerName(name), broker.WithServiceAuth(auth), broker.WithListen("127.0.0.1:0"),
+			broker.WithCluster(broker.Cluster{Name: "nested", Listen: "127.0.0.1:0", Routes: routes}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	n1 := node("n1")
+	n2 := node("n2", n1.ClusterURL())
+	conn := func(b *broker.Broker, service string) *nats.Conn {
+		creds, _ := b.ServiceCredentials(service)
+		nc, err := b.NewConn(service, creds.Option())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}
+	var ran atomic.Int64
+	startService(t, conn(n1, "b"), "b", map[string]mesh.Handler{"whoami": whoamiHandler(&ran)})
+	startService(t, conn(n1, "a"), "a", map[string]mesh.Handler{"relay": relay})
+	signer, err := transport.NewClaimsSigner(n1.ClaimsKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := mesh.NewRouter(n2.Conn(), byCaller, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r2.Stop(context.Background()) })
+	client, _ := mesh.NewClient(n1.Conn(), mesh.WithClaimsSigner(signer))
+	ctx := reqctx.WithClaims(context.Background(), map[string]any{"sub": "u1"}, []byte(`{"sub":"u1"}`))
+	call := func() error {
+		_, err := client.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
+		return err
+	}
+	// Interest crosses the route asynchronously: poll.
+	eventually(t, "a nested call through node 2's router", func() bool { return call() == nil })
+
+	r1, err := mesh.NewRouter(n1.Conn(), byCaller, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r2.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if err := call(); err != nil {
+			t.Fatalf("with node 2's router stopped: %v; want node 1's to serve", err)
+		}
+	}
+	_ = r1.Stop(stopCtx)
+}
