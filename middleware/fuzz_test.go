@@ -14,6 +14,7 @@ import (
 	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // FuzzJWT feeds token strings to the verifier and the middleware. No
@@ -154,6 +155,35 @@ func FuzzRequestID(f *testing.F) {
 		}
 		if (got == in) != valid {
 			t.Fatalf("inbound %q (valid %v): got %q", in, valid, got)
+		}
+	})
+}
+
+// FuzzTraceState: whatever tracestate a client sends, Tracing carries on
+// at most MaxTraceStateLen characters of it, a tracestate OpenTelemetry
+// accepts, and one within the bound unchanged.
+func FuzzTraceState(f *testing.F) {
+	for _, s := range []string{"", "a=1", "a=1,b=2", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", "a=" + strings.Repeat("v", 250) + ",b=" + strings.Repeat("w", 250) + ",c=1", "t@s=1,,x=2", "A=1", "a=1,a=2"} {
+		f.Add(s)
+	}
+	var got string
+	h := middleware.Tracing(middleware.TracingOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = trace.SpanContextFromContext(r.Context()).TraceState().String()
+	}))
+	f.Fuzz(func(t *testing.T, state string) {
+		req := httptest.NewRequest("POST", "/", nil)
+		req.Header["Traceparent"] = []string{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+		req.Header["Tracestate"] = []string{state}
+		got = ""
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if len(got) > middleware.MaxTraceStateLen {
+			t.Fatalf("tracestate of %d characters carried on", len(got))
+		}
+		if _, err := trace.ParseTraceState(got); err != nil {
+			t.Fatalf("carried on %q, which is not a valid tracestate: %v", got, err)
+		}
+		if in, err := trace.ParseTraceState(state); err == nil && len(in.String()) <= middleware.MaxTraceStateLen && got != in.String() {
+			t.Fatalf("tracestate %q within the bound became %q", state, got)
 		}
 	})
 }

@@ -111,7 +111,8 @@ const jwksFetchTimeout = 10 * time.Second
 // and looked up by keyfunc.
 type jwksKeys struct {
 	fetched jwkset.Storage  // the keys of the last good fetch; reading it fetches nothing
-	kf      keyfunc.Keyfunc // reads them, fetching the set again for an unknown key ID
+	client  jwkset.Storage  // reads them, fetching the set again when a key ID is not there
+	kf      keyfunc.Keyfunc // looks up a token's keys in client
 	unknown *rate.Limiter   // allows those fetches at most once per JWKSMinRefresh
 	gen     *atomic.Uint64  // counts the key sets stored
 	cancel  context.CancelFunc
@@ -155,20 +156,22 @@ func newJWKSKeys(url string, client *http.Client, refresh, minRefresh time.Durat
 		cancel()
 		return nil, err
 	}
-	j := &jwksKeys{fetched: fetched, kf: kf, unknown: rate.NewLimiter(rate.Every(minRefresh), 1), gen: gen, cancel: cancel}
+	j := &jwksKeys{fetched: fetched, client: storage, kf: kf, unknown: rate.NewLimiter(rate.Every(minRefresh), 1), gen: gen, cancel: cancel}
 	j.unknown.Allow() // the fetch at start counts
 	return j, nil
 }
 
 // keys returns the fetched keys that may verify t: the one with its key
-// ID, or all of them when it names none. A key ID not among them makes
-// the set be fetched again first, unless the last such fetch was less
-// than JWKSMinRefresh ago.
+// ID, or all of them when it names none. A key ID not among them, or no
+// key at all, makes the set be fetched again first, unless the last such
+// fetch was less than JWKSMinRefresh ago.
 func (j *jwksKeys) keys(ctx context.Context, t *jwt.Token, kid string) []jwt.VerificationKey {
 	if kid != "" {
 		if _, err := j.fetched.KeyRead(ctx, kid); errors.Is(err, jwkset.ErrKeyNotFound) && !j.unknown.Allow() {
 			return nil
 		}
+	} else if all, err := j.fetched.KeyReadAll(ctx); err == nil && len(all) == 0 && j.unknown.Allow() {
+		_, _ = j.client.KeyRead(ctx, "") // none fetched yet: a read that misses fetches the set
 	}
 	got, err := j.kf.KeyfuncCtx(ctx)(t)
 	if err != nil {

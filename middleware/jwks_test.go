@@ -186,6 +186,19 @@ func TestJWKSDownAtStart(t *testing.T) {
 	if _, _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatalf("Verify after the endpoint came back: %v", err)
 	}
+
+	// Likewise for a token without a key ID.
+	srv2 := newJWKSServer(t, nil)
+	srv2.set(http.StatusServiceUnavailable, nil)
+	v2 := newVerifier(t, middleware.JWTOptions{JWKSURL: srv2.URL, JWKSMinRefresh: time.Nanosecond})
+	noKid := sign(t, jwt.SigningMethodRS256, rsaKey(), "", claims())
+	if _, _, err := v2.Verify(context.Background(), noKid); !errors.Is(err, jwt.ErrTokenUnverifiable) {
+		t.Fatalf("Verify with no keys: %v; want ErrTokenUnverifiable", err)
+	}
+	srv2.set(http.StatusOK, jwks(rsaJWK("k", &rsaKey().PublicKey)))
+	if _, _, err := v2.Verify(context.Background(), noKid); err != nil {
+		t.Fatalf("Verify without kid after the endpoint came back: %v", err)
+	}
 }
 
 // TestJWKSRateLimit: tokens with made-up key IDs cannot make the verifier

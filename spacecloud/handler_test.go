@@ -216,3 +216,29 @@ func TestProjectAndMethod(t *testing.T) {
 		t.Errorf("any project: %d %s; want 200", res.status, res.body)
 	}
 }
+
+// TestCrossSiteForm: the endpoint is no way around the chain's
+// cross-origin protection. A page on another site posting a Space Cloud
+// envelope as a form, with the user's session cookie, is refused before
+// the function runs; the app's own origin is served.
+func TestCrossSiteForm(t *testing.T) {
+	t.Parallel()
+	h := newHost(t, testProject)
+	cookie := "session=" + token(t, jwt.MapClaims{"sub": "ada"})
+	envelope := `{"params": {"amount": 50}, "x": "="}` // what <form enctype=text/plain> can send
+	res := h.call(t, "greeter", "whoami", envelope, "Cookie", cookie, "Content-Type", "text/plain",
+		"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
+	if res.status != http.StatusForbidden || res.answer(t).Error == nil {
+		t.Errorf("cross-site form with the session cookie: %d %s; want 403 with an error", res.status, res.body)
+	}
+	if got := h.served(); len(got) != 0 {
+		t.Errorf("greeter served %v for a cross-site form; want nothing", got)
+	}
+	res = h.call(t, "greeter", "whoami", envelope, "Cookie", cookie, "Origin", testOrigin, "Sec-Fetch-Site", "same-site")
+	var who struct {
+		Result struct{ Claims map[string]any } `json:"result"`
+	}
+	if err := json.Unmarshal(res.body, &who); res.status != 200 || err != nil || who.Result.Claims["sub"] != "ada" {
+		t.Errorf("from %s with the session cookie: %d %s; want 200 with ada's claims", testOrigin, res.status, res.body)
+	}
+}

@@ -132,7 +132,9 @@ func newHost(t *testing.T, project string) *host {
 	}))
 
 	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
-		Keys: []middleware.JWTKey{{Algorithm: "HS256", Key: testSecret}},
+		Keys:           []middleware.JWTKey{{Algorithm: "HS256", Key: testSecret}},
+		Cookie:         "session",
+		TrustedOrigins: []string{testOrigin},
 	})
 	if err != nil {
 		t.Fatal(err)
