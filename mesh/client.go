@@ -55,6 +55,7 @@ type Client struct {
 	metrics     *Metrics
 	callPrefix  string
 	signer      *transport.ClaimsSigner
+	router      *Router // WithLocalRouter
 
 	inboxMu sync.Mutex
 	inboxes sync.Map // inboxKey → *inbox
@@ -103,6 +104,7 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 		metrics:     cfg.metrics,
 		callPrefix:  cfg.callPrefix,
 		signer:      cfg.signer,
+		router:      cfg.router,
 	}
 	if cfg.tracer != nil {
 		c.tracer = cfg.tracer.Tracer(instrumentationName)
@@ -129,9 +131,6 @@ func (c *Client) conn() *nats.Conn {
 	return c.conns[start]
 }
 
-// Prefix returns the subject prefix the client calls under.
-func (c *Client) Prefix() string { return c.prefix }
-
 // Request is one call for [Client.Do].
 type Request struct {
 	Service  string
@@ -156,31 +155,11 @@ type Reply struct {
 	ContentType string
 }
 
-// CallOption configures one [Client.Call].
-type CallOption interface {
-	applyToCall(*Request)
-}
-
-type callOption func(*Request)
-
-func (f callOption) applyToCall(r *Request) { f(r) }
-
-// WithContentType sets the media type of a call's params (sent as the
-// Content-Type header). By default none is sent, which means JSON.
-func WithContentType(ct string) CallOption {
-	return callOption(func(r *Request) { r.ContentType = ct })
-}
-
-// Call calls service.function with params and returns the result; see
+// Call calls service.function with params (JSON: for another media type
+// use [Client.Do] with Request.ContentType) and returns the result; see
 // [Client] for what travels with the call and the errors.
-func (c *Client) Call(ctx context.Context, service, function string, params []byte, opts ...CallOption) ([]byte, error) {
-	req := Request{Service: service, Function: function, Params: params}
-	for _, o := range opts {
-		if o != nil {
-			o.applyToCall(&req)
-		}
-	}
-	rep, err := c.Do(ctx, &req)
+func (c *Client) Call(ctx context.Context, service, function string, params []byte) ([]byte, error) {
+	rep, err := c.Do(ctx, &Request{Service: service, Function: function, Params: params})
 	return rep.Body, err
 }
 
@@ -327,17 +306,28 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 
 	out.msg.Data = req.Params
 	var ib *inbox
+	msg := &out.msg
 	if inCall {
 		out.msg.Subject = c.callPrefix + "." + call.svc.name + "." + req.Service + "." + req.Function
 		var err error
-		if ib, err = c.inbox(nc, call.svc.name); err != nil {
+		if c.router != nil {
+			// The router's checks in the process, then straight to the
+			// function.
+			fwd := getOutMsg()
+			defer fwd.release()
+			if _, err := c.router.check(&out.msg, call.svc.name, req.Service, req.Function, fwd); err != nil {
+				e := transport.AsError(err)
+				return Reply{}, e.Code(), e
+			}
+			msg = &fwd.msg
+		} else if ib, err = c.inbox(nc, call.svc.name); err != nil {
 			e := transport.WrapError(transport.CodeUnavailable, "cannot receive answers to nested calls", err)
 			return Reply{}, e.Code(), e
 		}
 	} else {
 		out.msg.Subject = c.prefix + "." + req.Service + "." + req.Function
 	}
-	rep, err := c.send(ctx, nc, ib, timeout, deadline, req, &out.msg)
+	rep, err := c.send(ctx, nc, ib, timeout, deadline, req, msg)
 	code := codeOK
 	if err != nil {
 		code = err.Code()
@@ -406,7 +396,7 @@ func (c *Client) send(ctx context.Context, nc *nats.Conn, ib *inbox, timeout tim
 // type); trace headers bring their own.
 type outMsg struct {
 	msg  nats.Msg
-	vals [8]string
+	vals [10]string
 	n    int
 }
 
@@ -427,7 +417,7 @@ func (o *outMsg) set(key, value string) {
 // use it after.
 func (o *outMsg) release() {
 	clear(o.msg.Header)
-	o.vals = [8]string{}
+	o.vals = [10]string{}
 	o.n = 0
 	o.msg.Subject, o.msg.Data, o.msg.Reply = "", nil, ""
 	outMsgPool.Put(o)

@@ -201,7 +201,7 @@ func (t *task) header() nats.Header {
 func extraHeader(name string) bool {
 	l := strings.ToLower(name)
 	return !strings.HasPrefix(l, "fm-") && !strings.HasPrefix(l, "nats-") &&
-		!transport.IsReserved(name) && l != "content-type"
+		!strings.HasPrefix(l, "mesh-") && l != "content-type"
 }
 
 // decodeTask reads a stored task (a task message or a dead letter).
