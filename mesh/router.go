@@ -156,8 +156,13 @@ type decodedClaims struct {
 	raw []byte
 }
 
-// maxCachedClaims bounds the claims a Router keeps decoded.
-const maxCachedClaims = 1024
+// maxCachedClaims bounds the claims a Router keeps decoded, and
+// maxCachedClaimsLen the size of each (so at most 4 MiB in all); larger
+// claims are decoded every time.
+const (
+	maxCachedClaims    = 1024
+	maxCachedClaimsLen = 4 << 10
+)
 
 // decodeClaims returns claims decoded, from the cache when it can.
 func (r *Router) decodeClaims(claims string) (*decodedClaims, error) {
@@ -169,6 +174,9 @@ func (r *Router) decodeClaims(claims string) (*decodedClaims, error) {
 		return nil, err
 	}
 	d := &decodedClaims{m: m, raw: []byte(claims)}
+	if len(claims) > maxCachedClaimsLen {
+		return d, nil
+	}
 	if r.claimsCount.Add(1) > maxCachedClaims {
 		r.claims.Clear()
 		r.claimsCount.Store(1)
