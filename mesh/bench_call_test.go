@@ -21,6 +21,7 @@ import (
 	"github.com/funcmesh/funcmesh/broker"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/transport"
 )
 
 // BenchmarkCall compares, in one run, the ways an HTTP app can reach a
@@ -186,7 +187,12 @@ func startCallPaths(b *testing.B) []callPath {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	gw, err := mesh.NewGateway(brk.Conn())
+	// As a host does, the gateway signs the claims it forwards.
+	signer, err := transport.NewClaimsSigner(brk.ClaimsKey())
+	if err != nil {
+		b.Fatal(err)
+	}
+	gw, err := mesh.NewGateway(brk.Conn(), mesh.WithClaimsSigner(signer))
 	if err != nil {
 		b.Fatal(err)
 	}
