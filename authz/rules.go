@@ -30,7 +30,7 @@ import (
 // services.default.functions.f and services.default.functions.default that
 // exists; when none does the call is denied. [ParseRules] reads the JSON
 // form; [RuleConfig.Rego] compiles a config to the Rego module that
-// defines its meaning, which the [Authorizer] implements natively.
+// defines its meaning, which is what the [Authorizer] evaluates.
 type RuleConfig struct {
 	Services map[string]ServiceRules `json:"services"`
 }
