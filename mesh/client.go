@@ -111,6 +111,17 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 // Conn returns the client's connection: the one given to [NewClient].
 func (c *Client) Conn() *nats.Conn { return c.nc }
 
+// closeInboxes ends the subscriptions of the client's nested-call inboxes.
+func (c *Client) closeInboxes() {
+	c.inboxMu.Lock()
+	defer c.inboxMu.Unlock()
+	c.inboxes.Range(func(key, ib any) bool {
+		_ = ib.(*inbox).sub.Unsubscribe()
+		c.inboxes.Delete(key)
+		return true
+	})
+}
+
 // conn returns the connection for one call: with [WithConns], one picked
 // at random, the next connected one if it is not.
 func (c *Client) conn() *nats.Conn {

@@ -511,4 +511,6 @@ func (s *Service) stop() {
 		}
 	}
 	s.wg.Wait()
+	// No function runs any more to wait for a nested call's answer.
+	s.client.closeInboxes()
 }
