@@ -69,11 +69,7 @@ func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 		timeout:     DefaultTimeout,
 		maxAttempts: DefaultMaxAttempts,
 	}
-	for _, o := range opts {
-		if o != nil {
-			o.applyToClient(&cfg)
-		}
-	}
+	apply(clientSide(opts), &cfg, cfg.fail, func(o *option) func(*clientConfig) { return o.client }, "Client")
 	if cfg.err == nil {
 		if err := transport.ValidateCallPrefix(cfg.callPrefix, cfg.prefix); err != nil {
 			cfg.fail(fmt.Errorf("mesh: %w", err))
