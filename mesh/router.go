@@ -354,6 +354,11 @@ func (r *Router) route(m *nats.Msg) {
 	}
 	tok := token()
 	r.mu.Lock()
+	if len(r.pending) >= maxPending {
+		r.mu.Unlock()
+		r.replyError(m.Reply, errRouterBusy)
+		return
+	}
 	for r.pending[tok].reply != "" {
 		tok = token()
 	}
@@ -372,6 +377,12 @@ func (r *Router) route(m *nats.Msg) {
 		r.replyError(m.Reply, e)
 	}
 }
+
+// maxPending bounds the forwarded calls a Router waits for at once; above
+// it a call is answered 429 without being forwarded.
+const maxPending = 100_000
+
+var errRouterBusy = transport.NewError(transport.CodeResourceExhausted, "router busy: too many nested calls in flight, try again")
 
 var errUnsigned = transport.NewError(transport.CodeUnauthenticated, "forwarded claims without the host's valid signature")
 
