@@ -107,7 +107,7 @@ func WithRouterWorkers(n int) RouterOption {
 //  5. forwards the call to <prefix>.B.f with its own connection: the same
 //     params, content type, request ID, claims and trace context, the
 //     claims signed again for the new deadline, Mesh-Caller and Mesh-Hops
-//     one higher;
+//     one higher (at most 100,000 calls waiting at once: 429 above);
 //  6. relays the answer (result or error) to the caller's reply subject,
 //     without a reply subject of its own. No instance of B: 503.
 //
