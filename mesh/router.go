@@ -45,32 +45,28 @@ type routerConfig struct {
 	err        error
 }
 
-type routerOption func(*routerConfig)
-
-func (f routerOption) applyToRouter(c *routerConfig) { f(c) }
-
 // WithMaxHops sets how many nested calls deep a chain may go before a
 // Router refuses the next one with 508; the default is [DefaultMaxHops].
 // n must be from 1 to 255.
-func WithMaxHops(n int) RouterOption {
-	return routerOption(func(c *routerConfig) {
+func WithMaxHops(n int) ClientOption {
+	return &option{name: "WithMaxHops", router: func(c *routerConfig) {
 		if n < 1 || n > transport.MaxHopsValue {
 			c.fail(fmt.Errorf("mesh: max hops %d: want 1 to %d", n, transport.MaxHopsValue))
 		}
 		c.maxHops = n
-	})
+	}}
 }
 
 // WithRouterWorkers sets how many subscriptions a Router takes calls on,
 // each with its goroutine that checks and forwards one call at a time. The
 // default is GOMAXPROCS.
-func WithRouterWorkers(n int) RouterOption {
-	return routerOption(func(c *routerConfig) {
+func WithRouterWorkers(n int) ClientOption {
+	return &option{name: "WithRouterWorkers", router: func(c *routerConfig) {
 		if n < 1 {
 			c.fail(fmt.Errorf("mesh: router workers %d: must be at least 1", n))
 		}
 		c.workers = n
-	})
+	}}
 }
 
 // Router makes nested calls pass the policy. A function of service A calls
@@ -196,7 +192,7 @@ type pendingCall struct {
 // that may publish to every function), that asks authorize about every
 // call. [WithClaimsSigner] is required: the host's signer, the one the
 // gateway's Client signs with.
-func NewRouter(nc *nats.Conn, authorize AuthorizeFunc, opts ...RouterOption) (*Router, error) {
+func NewRouter(nc *nats.Conn, authorize AuthorizeFunc, opts ...ClientOption) (*Router, error) {
 	if nc == nil {
 		return nil, errors.New("mesh: NewRouter: nil connection")
 	}
@@ -210,11 +206,7 @@ func NewRouter(nc *nats.Conn, authorize AuthorizeFunc, opts ...RouterOption) (*R
 		maxHops:    DefaultMaxHops,
 		workers:    runtime.GOMAXPROCS(0),
 	}
-	for _, o := range opts {
-		if o != nil {
-			o.applyToRouter(&cfg)
-		}
-	}
+	apply(clientSide(opts), &cfg, cfg.fail, func(o *option) func(*routerConfig) { return o.router }, "Router")
 	if cfg.err != nil {
 		return nil, cfg.err
 	}

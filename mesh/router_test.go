@@ -28,7 +28,7 @@ type authEnv struct {
 	router *mesh.Router
 }
 
-func newAuthEnv(t *testing.T, authorize mesh.AuthorizeFunc, opts ...mesh.RouterOption) *authEnv {
+func newAuthEnv(t *testing.T, authorize mesh.AuthorizeFunc, opts ...mesh.ClientOption) *authEnv {
 	t.Helper()
 	b, err := broker.Start(context.Background(), broker.WithServiceAuth(broker.ServiceAuth{Secret: []byte("router-test-secret-0123456789")}))
 	if err != nil {
