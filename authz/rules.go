@@ -135,6 +135,35 @@ func ParseRules(data []byte) (*RuleConfig, error) {
 	return cfg, nil
 }
 
+// ParseServiceRules decodes and validates the rules of one service in the
+// form Space Cloud's documentation writes them,
+//
+//	{"functions": {"charge": {"rule": {"rule": "authenticated"}}}}
+//
+// with the checks of [ParseRules]; each error's path starts at
+// services.<service>, as in the whole config.
+func ParseServiceRules(service string, data []byte) (*ServiceRules, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("authz: rule config of service %q: %w", service, err)
+	}
+	if _, err := dec.Token(); err == nil {
+		return nil, fmt.Errorf("authz: rule config of service %q: trailing data after the JSON value", service)
+	}
+	p := &ruleParser{}
+	cfg := p.config(map[string]any{"services": map[string]any{service: doc}})
+	if len(p.errs) > 0 {
+		return nil, p.err()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sr := cfg.Services[service]
+	return &sr, nil
+}
+
 // ruleParser turns the generic JSON value into a RuleConfig, collecting
 // errors about the shape (unknown fields, wrong JSON types).
 type ruleParser struct {
