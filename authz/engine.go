@@ -52,6 +52,7 @@ type stage struct {
 	fullUses inputUses
 	det      bool // the policy calls nothing non-deterministic
 	partials []rego.PreparedPartialQuery
+	noPlans  bool // partial evaluation is not to be trusted with it (see selfCompares)
 	cache    decisionCache
 	log      *slog.Logger // for the response headers a decision drops
 }
@@ -110,6 +111,7 @@ func newStage(ctx context.Context, name string, c *ast.Compiler, store storage.S
 	}
 	st.fullUses = usesOf(nodes...)
 	st.det = deterministic(nodes...)
+	st.noPlans = selfCompares(nodes...)
 	for i, r := range st.refs {
 		q := ast.NewBody(ast.Equality.Expr(ast.VarTerm("__d__"), ast.NewTerm(r)))
 		pq, err := rego.New(
@@ -151,6 +153,9 @@ func (pl *plan) setCache(det bool) {
 // error when partial evaluation could not make one.
 func (st *stage) specialize(ctx context.Context, service, function string) (_ *plan, err error) {
 	defer recoverEval(&err)
+	if st.noPlans {
+		return nil, errors.New("no plans for this policy")
+	}
 	known := ast.NewObject(
 		[2]*ast.Term{ast.StringTerm("service"), ast.StringTerm(service)},
 		[2]*ast.Term{ast.StringTerm("function"), ast.StringTerm(function)})
@@ -254,6 +259,36 @@ func (st *stage) refersToRules(nodes []any) bool {
 			}
 			return found
 		})
+	}
+	return found
+}
+
+// selfCompares reports whether nodes compare a term that is not constant
+// with itself (input.auth.role == input.auth.role). OPA's partial
+// evaluation unifies such a comparison away as true, though it is
+// undefined, hence false, when the term is undefined (found by
+// FuzzRuleTrees through the differential check): a policy that does this
+// is decided by evaluating its whole decision.
+func selfCompares(nodes ...any) bool {
+	found := false
+	vis := ast.NewGenericVisitor(func(x any) bool {
+		e, ok := x.(*ast.Expr)
+		if !ok || found || !e.IsCall() {
+			return found
+		}
+		switch e.Operator().String() {
+		case "eq", "equal", "neq", "lt", "lte", "gt", "gte", "assign":
+		default:
+			return false
+		}
+		ops := e.Operands()
+		if len(ops) == 2 && !ast.IsConstant(ops[0].Value) && ops[0].Equal(ops[1]) {
+			found = true
+		}
+		return found
+	})
+	for _, n := range nodes {
+		vis.Walk(n)
 	}
 	return found
 }
@@ -387,61 +422,81 @@ type plans struct {
 const maxPlans = 1024
 
 // callPlan is how calls to one service.function are decided: a plan per
-// stage, and what they read together.
+// stage, and what they read together. Its fields are set before ready is
+// closed, and never change after.
 type callPlan struct {
-	once   sync.Once
+	ready  chan struct{}
 	stages []*plan
 	uses   inputUses
 	params *readTree // what they read of params; nil when nothing
 }
 
 func newCallPlan(stages []*plan) *callPlan {
-	cp := &callPlan{stages: stages}
+	cp := &callPlan{ready: make(chan struct{}), stages: stages}
 	for _, pl := range stages {
 		cp.uses = cp.uses.union(pl.uses)
 	}
 	if cp.uses.has("params") {
 		cp.params = newReadTree(cp.uses.below("params"))
 	}
+	close(cp.ready)
 	return cp
 }
 
-// plan returns the call plan for service.function, making it on first
-// use.
+// planWait is how long a call waits for the plan of its service.function
+// while it is being made; after that, and after the call's own deadline,
+// it is decided by the generic plans, and the plan is finished for later
+// calls.
+const planWait = 100 * time.Millisecond
+
+// plan returns the call plan for service.function, starting to make it
+// on first use.
 func (p *policy) plan(ctx context.Context, service, function string) *callPlan {
 	key := [2]string{service, function}
-	if m := p.plans.m.Load(); m != nil {
-		if cp := (*m)[key]; cp != nil {
-			cp.once.Do(func() { p.specialize(ctx, cp, service, function) })
-			return cp
-		}
-	}
-	if p.plans.full.Load() {
-		return p.generic
-	}
-	p.plans.mu.Lock()
-	old := p.plans.m.Load()
 	var cp *callPlan
-	if old != nil {
-		cp = (*old)[key]
+	if m := p.plans.m.Load(); m != nil {
+		cp = (*m)[key]
 	}
 	if cp == nil {
-		if old != nil && len(*old) >= maxPlans {
-			p.plans.full.Store(true)
-			p.plans.mu.Unlock()
+		if p.plans.full.Load() {
 			return p.generic
 		}
-		m := make(map[[2]string]*callPlan, 1+lenOf(old))
+		p.plans.mu.Lock()
+		old := p.plans.m.Load()
 		if old != nil {
-			maps.Copy(m, *old)
+			cp = (*old)[key]
 		}
-		cp = &callPlan{}
-		m[key] = cp
-		p.plans.m.Store(&m)
+		if cp == nil {
+			if old != nil && len(*old) >= maxPlans {
+				p.plans.full.Store(true)
+				p.plans.mu.Unlock()
+				return p.generic
+			}
+			m := make(map[[2]string]*callPlan, 1+lenOf(old))
+			if old != nil {
+				maps.Copy(m, *old)
+			}
+			cp = &callPlan{ready: make(chan struct{})}
+			m[key] = cp
+			p.plans.m.Store(&m)
+			go p.specialize(cp, service, function)
+		}
+		p.plans.mu.Unlock()
 	}
-	p.plans.mu.Unlock()
-	cp.once.Do(func() { p.specialize(ctx, cp, service, function) })
-	return cp
+	select {
+	case <-cp.ready:
+		return cp
+	default:
+	}
+	t := time.NewTimer(planWait)
+	defer t.Stop()
+	select {
+	case <-cp.ready:
+		return cp
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return p.generic
 }
 
 func lenOf(m *map[[2]string]*callPlan) int {
@@ -454,13 +509,12 @@ func lenOf(m *map[[2]string]*callPlan) int {
 // planBudget bounds the time partial evaluation may take for one
 // service.function: a policy whose rules do seconds of work that does not
 // depend on the input would do it at this point.
-const planBudget = 250 * time.Millisecond
+const planBudget = 5 * time.Second
 
 // specialize fills cp with each stage's plan for service.function, or its
 // generic plan where partial evaluation fails or takes longer than
-// planBudget. It runs without the caller's deadline: the plan serves
-// every later call.
-func (p *policy) specialize(_ context.Context, cp *callPlan, service, function string) {
+// planBudget, and then closes cp.ready.
+func (p *policy) specialize(cp *callPlan, service, function string) {
 	ctx, cancel := context.WithTimeout(context.Background(), planBudget)
 	defer cancel()
 	stages := make([]*plan, len(p.stages))
@@ -473,4 +527,5 @@ func (p *policy) specialize(_ context.Context, cp *callPlan, service, function s
 	}
 	filled := newCallPlan(stages)
 	cp.stages, cp.uses, cp.params = stages, filled.uses, filled.params
+	close(cp.ready)
 }

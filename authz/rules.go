@@ -79,6 +79,11 @@ type Rule struct {
 	F1      any    `json:"f1,omitempty"`
 	F2      any    `json:"f2,omitempty"`
 	Clauses []Rule `json:"clauses,omitempty"`
+
+	// Error is the message a denial by this rule carries, instead of
+	// "permission denied" (or "authentication required"); only the rule
+	// of a function, not a clause, may have one.
+	Error string `json:"error,omitempty"`
 }
 
 // The operand types of a match rule, the values of [Rule.Type].
@@ -133,6 +138,35 @@ func ParseRules(data []byte) (*RuleConfig, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// ParseServiceRules decodes and validates the rules of one service in the
+// form Space Cloud's documentation writes them,
+//
+//	{"functions": {"charge": {"rule": {"rule": "authenticated"}}}}
+//
+// with the checks of [ParseRules]; each error's path starts at
+// services.<service>, as in the whole config.
+func ParseServiceRules(service string, data []byte) (*ServiceRules, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("authz: rule config of service %q: %w", service, err)
+	}
+	if _, err := dec.Token(); err == nil {
+		return nil, fmt.Errorf("authz: rule config of service %q: trailing data after the JSON value", service)
+	}
+	p := &ruleParser{}
+	cfg := p.config(map[string]any{"services": map[string]any{service: doc}})
+	if len(p.errs) > 0 {
+		return nil, p.err()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sr := cfg.Services[service]
+	return &sr, nil
 }
 
 // ruleParser turns the generic JSON value into a RuleConfig, collecting
@@ -211,7 +245,7 @@ func (p *ruleParser) config(v any) *RuleConfig {
 }
 
 func (p *ruleParser) rule(path string, v any, depth int) Rule {
-	m := p.object(path, v, "rule", "eval", "type", "f1", "f2", "clauses")
+	m := p.object(path, v, "rule", "eval", "type", "f1", "f2", "clauses", "error")
 	if m == nil {
 		return Rule{}
 	}
@@ -224,6 +258,9 @@ func (p *ruleParser) rule(path string, v any, depth int) Rule {
 		r.Type = p.str(path+".type", t)
 	}
 	r.F1, r.F2 = m["f1"], m["f2"]
+	if e, ok := m["error"]; ok {
+		r.Error = p.str(path+".error", e)
+	}
 	if cv, ok := m["clauses"]; ok {
 		cs, ok := cv.([]any)
 		if !ok {
@@ -317,12 +354,15 @@ func (c *RuleConfig) Validate() error {
 	return nil
 }
 
-var evalOps = []string{"==", "!=", "<", "<=", ">", ">="}
+var evalOps = []string{"==", "!=", "<", "<=", ">", ">=", "in", "notIn"}
 
 func validateRule(v *ruleParser, path string, r *Rule, depth int) {
 	if depth > maxRuleDepth {
 		v.fail(path, "nested more than %d deep", maxRuleDepth)
 		return
+	}
+	if r.Error != "" && depth > 0 {
+		v.fail(path+".error", "only the rule of a function may carry an error message, not a clause")
 	}
 	noMatchFields := func() {
 		for _, f := range []struct {
@@ -374,6 +414,12 @@ type operand struct {
 }
 
 func (o operand) typ() string {
+	if a, ok := o.lit.([]any); ok {
+		if len(a) == 0 {
+			return ""
+		}
+		return operand{lit: a[0]}.typ()
+	}
 	switch o.lit.(type) {
 	case string:
 		return TypeString
@@ -429,6 +475,19 @@ func (r *Rule) match() (matchSpec, error) {
 			return m, &RuleError{Path: f.name, Msg: fmt.Sprintf("%s literal %v compared as %s", t, f.o.lit, m.typ)}
 		}
 	}
+	_, f1Array := m.f1.lit.([]any)
+	_, f2Array := m.f2.lit.([]any)
+	member := m.op == "in" || m.op == "notIn"
+	switch {
+	case f1Array:
+		return m, &RuleError{Path: "f1", Msg: "an array literal may only be f2 of in or notIn"}
+	case f2Array && !member:
+		return m, &RuleError{Path: "f2", Msg: "an array literal may only be f2 of in or notIn"}
+	case member && m.f2.root == "" && !f2Array:
+		return m, &RuleError{Path: "f2", Msg: fmt.Sprintf("%s needs an array: a literal like [\"a\", \"b\"] or a reference", m.op)}
+	case member:
+		return m, nil
+	}
 	ordering := m.op != "==" && m.op != "!="
 	switch {
 	case ordering && m.typ == "":
@@ -462,6 +521,25 @@ func parseOperand(name string, v any) (operand, error) {
 			return operand{}, &RuleError{Path: name, Msg: fmt.Sprintf("bad reference %q: empty key", x)}
 		}
 		return operand{root: root, path: keys}, nil
+	case []any:
+		var typ string
+		for i, e := range x {
+			o, err := parseOperand(fmt.Sprintf("%s[%d]", name, i), e)
+			if err != nil {
+				return operand{}, err
+			}
+			switch {
+			case o.root != "":
+				return operand{}, &RuleError{Path: fmt.Sprintf("%s[%d]", name, i), Msg: "an array holds literals only, not references"}
+			case o.typ() == "":
+				return operand{}, &RuleError{Path: fmt.Sprintf("%s[%d]", name, i), Msg: "an array holds strings, numbers or bools"}
+			case i > 0 && o.typ() != typ:
+				return operand{}, &RuleError{Path: fmt.Sprintf("%s[%d]", name, i), Msg: fmt.Sprintf("%s in an array of %ss", o.typ(), typ)}
+			}
+			typ = o.typ()
+			x[i] = o.lit
+		}
+		return operand{lit: x}, nil
 	case bool:
 		return operand{lit: x}, nil
 	case json.Number:

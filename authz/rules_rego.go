@@ -90,11 +90,37 @@ func (g *regoGen) module(c *RuleConfig) {
 	g.p("")
 	g.p("decision := {\"allow\": true} if allow")
 	g.p("")
+	g.p("decision := {\"allow\": false, \"status\": 401, \"reason\": messages[entry]} if {")
+	g.p("\tnot allow")
+	g.p("\tauth_denial")
+	g.p("}")
+	g.p("")
 	g.p("decision := %s if {", denyDecision(401, rulesAuthReason))
 	g.p("\tnot allow")
+	g.p("\tauth_denial")
+	g.p("\tnot messages[entry]")
+	g.p("}")
+	g.p("")
+	g.p("decision := {\"allow\": false, \"status\": 403, \"reason\": messages[entry]} if {")
+	g.p("\tnot allow")
+	g.p("\tnot auth_denial")
+	g.p("}")
+	g.p("")
+	g.p("# auth_denial is true when signing in might help: the caller is")
+	g.p("# anonymous and the entry's rule refers to claims (status 401).")
+	g.p("auth_denial if {")
 	g.p("\tanonymous")
 	g.p("\tentry in needs_auth")
 	g.p("}")
+	g.p("")
+	g.p("# messages holds the error messages the entries' rules carry.")
+	var msgs []string
+	for _, e := range es {
+		if e.rule.Error != "" {
+			msgs = append(msgs, fmt.Sprintf("%s: %s", quote(e.key), quote(e.rule.Error)))
+		}
+	}
+	g.p("messages := {%s}", strings.Join(msgs, ", "))
 	g.p("")
 	g.p("# anonymous is true when the caller presented no claims.")
 	g.p("anonymous if not is_object(input.auth)")
@@ -181,6 +207,23 @@ func (g *regoGen) node(path, id string, r *Rule) {
 	case KindMatch:
 		m, _ := r.match() // validated
 		g.p("%s if {", id)
+		if m.op == "in" || m.op == "notIn" {
+			// Bound first, so that a missing reference fails the rule
+			// rather than making notIn true.
+			g.p("\tx := %s", m.f1.rego())
+			g.p("\txs := %s", m.f2.rego())
+			g.p("\tis_array(xs)")
+			if m.typ != "" {
+				g.p("\t%s(x)", typeCheck[m.typ])
+			}
+			if m.op == "in" {
+				g.p("\tx in xs")
+			} else {
+				g.p("\tnot x in xs")
+			}
+			g.p("}")
+			break
+		}
 		for _, o := range []operand{m.f1, m.f2} {
 			if o.root != "" && m.typ != "" {
 				g.p("\t%s(%s)", typeCheck[m.typ], o.rego())
@@ -252,6 +295,12 @@ func (o operand) config() string {
 
 func literal(v any) string {
 	switch x := v.(type) {
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = literal(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
 	case string:
 		return quote(x)
 	case json.Number:
