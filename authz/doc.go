@@ -120,7 +120,11 @@
 //	  "default": {"functions": {"default": {"rule": {"rule": "allow"}}}}}}
 //
 // Rule kinds: allow, deny, authenticated (the caller has claims), match
-// (f1 eval f2, see [Rule]), and and or over clauses of any kind, nested.
+// (f1 eval f2, see [Rule]; eval also in and notIn, over an array literal
+// or a reference; an operand may be utils.exists(args.<path>)), and and
+// or over clauses of any kind, nested. A function's rule may carry an
+// error, the message of its denials. Space Cloud's per-service form,
+// {"functions": {...}}, loads with [ServiceRulesJSON] and [RulesDir].
 // The rule for service s, function f is the first of
 // services.s.functions.f, services.s.functions.default,
 // services.default.functions.f and services.default.functions.default;

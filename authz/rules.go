@@ -72,6 +72,12 @@ const (
 // compared as the type of a literal operand; two references are compared
 // with == or != as whatever JSON values they hold, and need a Type for the
 // ordering operators. Ordering works on numbers and strings only.
+//
+// Eval "in" and "notIn" test whether F1 is (is not) an element of F2, an
+// array literal of one type (["admin", "clerk"]) or a reference to an
+// array; a missing F1 or an F2 that is not an array makes both false. An
+// operand "utils.exists(args.auth.<path>)" (or args.params) is a bool:
+// true when the reference has a value other than null.
 type Rule struct {
 	Kind    string `json:"rule"`
 	Eval    string `json:"eval,omitempty"`
@@ -408,12 +414,16 @@ func validateRule(v *ruleParser, path string, r *Rule, depth int) {
 // operand is a validated match operand: a reference (input path segments
 // under root "auth" or "params") or a literal.
 type operand struct {
-	root string   // "auth" or "params" for a reference, "" for a literal
-	path []string // the keys under input.<root>
-	lit  any      // string, json.Number or bool
+	root   string   // "auth" or "params" for a reference, "" for a literal
+	path   []string // the keys under input.<root>
+	lit    any      // string, json.Number or bool
+	exists bool     // utils.exists(<the reference>): a bool
 }
 
 func (o operand) typ() string {
+	if o.exists {
+		return TypeBool
+	}
 	if a, ok := o.lit.([]any); ok {
 		if len(a) == 0 {
 			return ""
@@ -471,7 +481,7 @@ func (r *Rule) match() (matchSpec, error) {
 		name string
 		o    operand
 	}{{"f1", m.f1}, {"f2", m.f2}} {
-		if t := f.o.typ(); t != "" && t != m.typ {
+		if t := f.o.typ(); t != "" && t != m.typ && !(f.o.exists && m.typ == TypeBool) {
 			return m, &RuleError{Path: f.name, Msg: fmt.Sprintf("%s literal %v compared as %s", t, f.o.lit, m.typ)}
 		}
 	}
@@ -505,6 +515,15 @@ func parseOperand(name string, v any) (operand, error) {
 	case nil:
 		return operand{}, &RuleError{Path: name, Msg: "missing"}
 	case string:
+		if inner, ok := strings.CutPrefix(x, "utils.exists("); ok {
+			inner, ok = strings.CutSuffix(inner, ")")
+			o, err := parseOperand(name, inner)
+			if !ok || err != nil || o.root == "" {
+				return operand{}, &RuleError{Path: name, Msg: fmt.Sprintf("bad %.60q: want utils.exists(args.auth.<path>) or utils.exists(args.params.<path>)", x)}
+			}
+			o.exists = true
+			return o, nil
+		}
 		rest, ok := strings.CutPrefix(x, "args.")
 		if !ok {
 			return operand{lit: x}, nil

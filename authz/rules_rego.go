@@ -206,12 +206,34 @@ func (g *regoGen) node(path, id string, r *Rule) {
 		g.p("%s if is_object(input.auth)", id)
 	case KindMatch:
 		m, _ := r.match() // validated
+		f1, f2 := m.f1.rego(), m.f2.rego()
+		if m.f1.exists {
+			f1 = id + "_f1"
+		}
+		if m.f2.exists {
+			f2 = id + "_f2"
+		}
+		defer func() {
+			// utils.exists(<ref>): true when the reference has a value
+			// other than null.
+			for _, o := range []struct {
+				name string
+				op   operand
+			}{{f1, m.f1}, {f2, m.f2}} {
+				if o.op.exists {
+					g.p("")
+					g.p("# %s: %s", path, o.op.config())
+					g.p("default %s := false", o.name)
+					g.p("%s if %s != null", o.name, o.op.rego())
+				}
+			}
+		}()
 		g.p("%s if {", id)
 		if m.op == "in" || m.op == "notIn" {
 			// Bound first, so that a missing reference fails the rule
 			// rather than making notIn true.
-			g.p("\tx := %s", m.f1.rego())
-			g.p("\txs := %s", m.f2.rego())
+			g.p("\tx := %s", f1)
+			g.p("\txs := %s", f2)
 			g.p("\tis_array(xs)")
 			if m.typ != "" {
 				g.p("\t%s(x)", typeCheck[m.typ])
@@ -225,11 +247,11 @@ func (g *regoGen) node(path, id string, r *Rule) {
 			break
 		}
 		for _, o := range []operand{m.f1, m.f2} {
-			if o.root != "" && m.typ != "" {
+			if o.root != "" && !o.exists && m.typ != "" {
 				g.p("\t%s(%s)", typeCheck[m.typ], o.rego())
 			}
 		}
-		g.p("\t%s %s %s", m.f1.rego(), m.op, m.f2.rego())
+		g.p("\t%s %s %s", f1, m.op, f2)
 		g.p("}")
 	case KindAnd:
 		g.p("%s if {", id)
@@ -290,6 +312,9 @@ func (o operand) config() string {
 	}
 	// A comment ends at the line's end; keep a key's newlines out of it.
 	s := "args." + o.root + "." + strings.Join(o.path, ".")
+	if o.exists {
+		s = "utils.exists(" + s + ")"
+	}
 	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
 }
 
