@@ -346,9 +346,18 @@ func (r *runner) attempt(msg jetstream.Msg) {
 		running = t.putStatusAsync(st)
 	}
 
-	// Keep the attempt ours while it runs.
+	// Keep the attempt ours while it runs, unless the host lost the
+	// broker meanwhile: the reply may be lost with the connection, and
+	// waiting for it would hold the task for the whole attempt timeout
+	// (found by TestBrokerRestart), so the attempt ends and is retried.
 	keep := make(chan struct{})
+	kept := make(chan struct{})
+	callCtx, cancelCall := context.WithCancel(ctx)
+	defer cancelCall()
+	var interrupted atomic.Bool
+	reconnects := t.nc.Stats().Reconnects
 	go func() {
+		defer close(kept)
 		tick := time.NewTicker(max(t.opts.AckWait/3, 10*time.Millisecond))
 		defer tick.Stop()
 		for {
@@ -356,12 +365,21 @@ func (r *runner) attempt(msg jetstream.Msg) {
 			case <-keep:
 				return
 			case <-tick.C:
+				if t.nc.Stats().Reconnects != reconnects {
+					interrupted.Store(true)
+					cancelCall()
+					return
+				}
 				_ = msg.InProgress()
 			}
 		}
 	}()
-	rep, err := r.call(ctx, tk, attempt)
+	rep, err := r.call(callCtx, tk, attempt)
 	close(keep)
+	<-kept
+	if err != nil && interrupted.Load() {
+		err = transport.NewError(transport.CodeUnavailable, "the attempt was interrupted: the host lost the broker during the call")
+	}
 	if running != nil {
 		select {
 		case <-running.Ok():

@@ -49,10 +49,13 @@ func Binary(t testing.TB) string {
 	return build.path
 }
 
-// Cleanup removes what Binary built.
+// Cleanup removes what Binary and ServerBinary built.
 func Cleanup() {
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
+	}
+	if serverBuild.dir != "" {
+		os.RemoveAll(serverBuild.dir)
 	}
 }
 
