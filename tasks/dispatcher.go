@@ -492,12 +492,22 @@ func (t *Tasks) putStatusAsync(st *Status) jetstream.PubAckFuture {
 	return f
 }
 
-// putStatusRetrying writes st, trying a few times over a few seconds.
+// putStatusRetrying writes st, trying a few times over a few seconds. A
+// status that is not final, and any retry, never overwrites a newer
+// status: after a broker restart a task can be delivered twice at once
+// (a delivery from before the restart and the redelivery), and the
+// attempt that failed must not leave the one that succeeded "pending" for
+// good (found by TestBrokerRestart).
 func (t *Tasks) putStatusRetrying(ctx context.Context, st *Status) {
 	wait := 100 * time.Millisecond
 	for i := 0; ; i++ {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err := t.putStatus(pctx, st)
+		var err error
+		if i == 0 && st.State.Final() {
+			err = t.putStatus(pctx, st)
+		} else {
+			err = t.putStatusUnlessNewer(pctx, st)
+		}
 		cancel()
 		if err == nil || i == 4 {
 			if err != nil && t.opts.Logger != nil {
@@ -508,6 +518,27 @@ func (t *Tasks) putStatusRetrying(ctx context.Context, st *Status) {
 		time.Sleep(wait)
 		wait *= 2
 	}
+}
+
+// putStatusUnlessNewer writes st unless the stored status is newer: later,
+// or final while st is not.
+func (t *Tasks) putStatusUnlessNewer(ctx context.Context, st *Status) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	prev, rev, err := t.loadStatus(ctx, st.ID)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		_, err = t.status.Create(ctx, st.ID, b)
+	case err != nil:
+		return err
+	case prev.Updated.After(st.Updated) || (prev.State.Final() && !st.State.Final()):
+		return nil
+	default:
+		_, err = t.status.Update(ctx, st.ID, b, rev)
+	}
+	return err // a conflict: the next try compares again
 }
 
 // tick prepares the first delivery of a schedule's tick: the policy's
