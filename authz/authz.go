@@ -201,7 +201,7 @@ func (a *Authorizer) decide(ctx context.Context, p *policy, in *Input, params as
 	if a.hook() != nil {
 		start = time.Now()
 	}
-	d, err := a.evaluate(ctx, p, in, params, pl)
+	d, err := a.evaluate(a.policyContext(ctx, in), p, in, params, pl)
 	return a.report(ctx, in, start, d, err)
 }
 

@@ -210,7 +210,7 @@ func TestNewErrors(t *testing.T) {
 		{"bad query", []authz.Option{authz.Module("p.rego", "package x\nallow := true\n"), authz.WithQuery("input.allow")}, "reference into data"},
 		{"query with a variable", []authz.Option{authz.Module("p.rego", "package x\nallow := true\n"), authz.WithQuery("data.x[y]")}, "constant keys"},
 		{"missing file", []authz.Option{authz.Files(filepath.Join(dir, "nope.rego"))}, "nope.rego"},
-		{"two rule configs", []authz.Option{authz.RulesJSON([]byte(`{}`)), authz.RulesJSON([]byte(`{}`))}, "more than one rule config"},
+		{"a service in two rule configs", []authz.Option{authz.RulesJSON([]byte(`{"services": {"a": {}}}`)), authz.ServiceRulesJSON("a", []byte(`{}`))}, "services.a: given twice, by RulesJSON and by ServiceRulesJSON"},
 		{"bad rule config", []authz.Option{authz.RulesJSON([]byte(`{"services": {"a": {"functions": {"b": {"rule": {"rule": "maybe"}}}}}}`))}, `services.a.functions.b.rule.rule: unknown rule kind "maybe"`},
 		{"nil rule config", []authz.Option{authz.Rules(nil)}, "nil config"},
 		{"data conflict", []authz.Option{authz.Module("p.rego", "package funcmesh.authz\nallow := true\n"), authz.Data(map[string]any{"a": 1}), authz.Data(map[string]any{"a": 2})}, "data.a defined twice"},

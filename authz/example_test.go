@@ -173,7 +173,7 @@ func ExampleParseRules() {
 			{"rule": "match", "eval": "=~", "f1": "args.auth.role", "f2": "admin"}]}}}}}}`))
 	fmt.Println(err)
 	// Output:
-	// authz: rule config: services.payments.functions.charge.rule.clauses[1].eval: unknown operator "=~"; want one of == != < <= > >=
+	// authz: rule config: services.payments.functions.charge.rule.clauses[1].eval: unknown operator "=~"; want one of == != < <= > >= in notIn
 }
 
 func ExampleRuleConfig_Rego() {

@@ -29,6 +29,8 @@ type loaded struct {
 	modules map[string]*ast.Module
 	data    map[string]any
 	rules   *RuleConfig
+	// rulesFrom names the source of each service of rules (see addRules).
+	rulesFrom map[string]string
 
 	// files are the files on disk the set was read from (modules, data
 	// documents, the rule config), for the watcher's wholeness check.
@@ -170,6 +172,8 @@ func watchedPath(s source) string {
 		}
 	case *rulesSource:
 		return s.path
+	case *rulesDirSource:
+		return s.path
 	}
 	return ""
 }
@@ -202,10 +206,7 @@ type rulesSource struct {
 }
 
 func (s *rulesSource) load(l *loaded) error {
-	if l.rules != nil {
-		return errors.New("authz: more than one rule config")
-	}
-	cfg := s.cfg
+	cfg, from := s.cfg, "Rules"
 	switch {
 	case s.path != "":
 		b, err := os.ReadFile(s.path)
@@ -219,16 +220,17 @@ func (s *rulesSource) load(l *loaded) error {
 		if cfg, err = ParseRules(b); err != nil {
 			return fmt.Errorf("%s: %w", s.path, err)
 		}
+		from = "RulesFile " + s.path
 	case s.json != nil:
 		var err error
 		if cfg, err = ParseRules(s.json); err != nil {
 			return err
 		}
+		from = "RulesJSON"
 	default:
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
 	}
-	l.rules = cfg
-	return nil
+	return l.addRules(from, cfg)
 }

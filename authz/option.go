@@ -48,6 +48,7 @@ type config struct {
 	headers      []string // lower case
 	maxBody      int64
 	maxDecoding  int
+	call         *policyCalls // WithCall
 	errs         []error
 }
 
@@ -100,7 +101,9 @@ func Data(doc map[string]any) Option {
 // meaning of the Rego module it compiles to (see [RuleConfig.Rego]), and
 // checked before any Rego policy: a call the rules
 // deny is denied with the rules' decision; a call they allow goes on to the
-// Rego policy, when there is one. At most one rule config may be given.
+// Rego policy, when there is one. Rule configs given by several sources
+// (Rules, RulesJSON, RulesFile, RulesDir, ServiceRulesJSON) add up into
+// one; a service given by two of them is an error.
 func Rules(cfg *RuleConfig) Option {
 	return optionFunc(func(c *config) {
 		c.sources = append(c.sources, &rulesSource{cfg: cfg})

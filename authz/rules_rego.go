@@ -86,16 +86,21 @@ func (g *regoGen) module(c *RuleConfig) {
 	g.p("# Change the rule config instead; test this module with opa test.")
 	g.p("package %s", RulesPackage)
 	g.p("")
+	f := features(es)
 	g.p("# decision is the answer for the call in input.")
 	g.p("default decision := %s", denyDecision(403, rulesDenyReason))
 	g.p("")
 	g.p("decision := {\"allow\": true} if allow")
 	g.p("")
-	g.p("decision := %s if {", denyDecision(401, rulesAuthReason))
-	g.p("\tnot allow")
-	g.p("\tanonymous")
-	g.p("\tentry in needs_auth")
-	g.p("}")
+	if f.errors {
+		g.errorDecisions()
+	} else {
+		g.p("decision := %s if {", denyDecision(401, rulesAuthReason))
+		g.p("\tnot allow")
+		g.p("\tanonymous")
+		g.p("\tentry in needs_auth")
+		g.p("}")
+	}
 	g.p("")
 	g.p("# anonymous is true when the caller presented no claims.")
 	g.p("anonymous if not is_object(input.auth)")
@@ -152,6 +157,15 @@ func (g *regoGen) module(c *RuleConfig) {
 	for _, e := range es {
 		g.node(e.path+".rule", e.id, e.rule)
 	}
+	if f.errors {
+		g.entryErrors(es)
+	}
+	if f.calls {
+		g.callInput(f.webhooks)
+	}
+	if f.dates {
+		regoDates(g)
+	}
 }
 
 func (g *regoGen) entriesTable(es []configEntry) {
@@ -180,15 +194,11 @@ func (g *regoGen) node(path, id string, r *Rule) {
 	case KindAuthenticated:
 		g.p("%s if is_object(input.auth)", id)
 	case KindMatch:
-		m, _ := r.match() // validated
-		g.p("%s if {", id)
-		for _, o := range []operand{m.f1, m.f2} {
-			if o.root != "" && m.typ != "" {
-				g.p("\t%s(%s)", typeCheck[m.typ], o.rego())
-			}
-		}
-		g.p("\t%s %s %s", m.f1.rego(), m.op, m.f2.rego())
-		g.p("}")
+		g.match(id, r)
+	case KindFunc:
+		g.p("%s if funcmesh.call(%s, %s, call_input).ack == true", id, quote(r.Service), quote(r.Func))
+	case KindWebhook:
+		g.webhook(id, r)
 	case KindAnd:
 		g.p("%s if {", id)
 		for i := range r.Clauses {
@@ -200,16 +210,234 @@ func (g *regoGen) node(path, id string, r *Rule) {
 			g.p("%s if %s_%d", id, id, i)
 		}
 	}
+	if hasError(r) {
+		g.nodeError(id, r)
+	}
 	for i := range r.Clauses {
 		g.node(fmt.Sprintf("%s.clauses[%d]", path, i), fmt.Sprintf("%s_%d", id, i), &r.Clauses[i])
 	}
 }
 
-var typeCheck = map[string]string{TypeString: "is_string", TypeNumber: "is_number", TypeBool: "is_boolean"}
+// match writes the rule for a match node: a type check (or, for notIn,
+// a check that the value exists) of each reference, then the comparison;
+// and a rule for each utils.exists operand.
+func (g *regoGen) match(id string, r *Rule) {
+	m, _ := r.match() // validated
+	member := m.op == "in" || m.op == "notIn"
+	g.p("%s if {", id)
+	for _, o := range m.refs() {
+		switch {
+		case m.typ != "":
+			g.p("\t%s(%s)", typeCheck[m.typ], o.rego())
+		case m.op == "notIn":
+			// not x in xs would hold if x, or xs, had no value.
+			g.p("\t_ = %s", o.rego())
+		}
+	}
+	f1, f2 := g.term(id, 1, m.f1), g.term(id, 2, m.f2)
+	switch {
+	case member && m.f2.ref():
+		g.p("\tis_array(%s)", f2)
+	}
+	switch {
+	case m.op == "in":
+		g.p("\t%s in %s", f1, f2)
+	case m.op == "notIn":
+		g.p("\tnot %s in %s", f1, f2)
+	case m.typ == TypeDate:
+		g.p("\tdate_ns(%s) %s date_ns(%s)", f1, m.op, f2)
+	default:
+		g.p("\t%s %s %s", f1, m.op, f2)
+	}
+	g.p("}")
+	for i, o := range []operand{m.f1, m.f2} {
+		if o.exists {
+			g.p("")
+			g.p("%s_f%d := true if {", id, i+1)
+			g.p("\t_ = %s", operand{root: o.root, path: o.path}.rego())
+			g.p("} else := false")
+		}
+	}
+}
+
+// term is the Rego term for operand number n (1 or 2) of the match rule
+// id.
+func (g *regoGen) term(id string, n int, o operand) string {
+	switch {
+	case o.exists:
+		return fmt.Sprintf("%s_f%d", id, n)
+	case o.isList:
+		elems := make([]string, len(o.list))
+		for i, e := range o.list {
+			elems[i] = e.rego()
+		}
+		return "[" + strings.Join(elems, ", ") + "]"
+	}
+	return o.rego()
+}
+
+// webhookTimeout bounds a webhook rule's request, as Space Cloud's
+// five seconds did; the call's deadline, when sooner, bounds it too.
+const webhookTimeout = "5s"
+
+// webhook writes the rule for a webhook node: http.send, with errors as
+// a response (raise_error false) so that a failure denies rather than
+// fails the decision, no redirects followed, the body decoded as JSON
+// whatever its type (null when it is not JSON).
+func (g *regoGen) webhook(id string, r *Rule) {
+	g.p("%s if {", id)
+	g.p("\tresponse := http.send({")
+	g.p("\t\t\"method\": \"POST\",")
+	g.p("\t\t\"url\": %s,", quote(r.URL))
+	g.p("\t\t\"body\": call_input,")
+	g.p("\t\t\"headers\": webhook_headers,")
+	g.p("\t\t\"timeout\": %q,", webhookTimeout)
+	g.p("\t\t\"raise_error\": false,")
+	g.p("\t\t\"enable_redirect\": false,")
+	g.p("\t\t\"force_json_decode\": true,")
+	g.p("\t})")
+	g.p("\tresponse.status_code >= 200")
+	g.p("\tresponse.status_code < 300")
+	g.p("\tresponse.body.ack == true")
+	g.p("}")
+}
+
+// callInput writes what func and webhook rules send.
+func (g *regoGen) callInput(webhooks bool) {
+	g.p("")
+	g.p("# call_input is what func and webhook rules send: the call, with null")
+	g.p("# for what it does not have.")
+	g.p("call_input := {")
+	g.p("\t\"service\": input.service,")
+	g.p("\t\"function\": input.function,")
+	g.p("\t\"params\": call_params,")
+	g.p("\t\"auth\": call_auth,")
+	g.p("\t\"token\": call_token,")
+	g.p("}")
+	for _, k := range []string{"params", "auth", "token"} {
+		g.p("")
+		g.p("default call_%s := null", k)
+		g.p("")
+		g.p("call_%s := input.%s", k, k)
+	}
+	if !webhooks {
+		return
+	}
+	g.p("")
+	g.p("# webhook_headers pass the caller's token on, as Space Cloud did.")
+	g.p("webhook_headers := {\"content-type\": \"application/json\", \"authorization\": concat(\" \", [\"Bearer\", input.token])} if {")
+	g.p("\tis_string(input.token)")
+	g.p("} else := {\"content-type\": \"application/json\"}")
+}
+
+// errorDecisions writes the denials of a config with error messages:
+// the message of the entry's rule when it has one, else the default.
+func (g *regoGen) errorDecisions() {
+	g.p("decision := {\"allow\": false, \"status\": 401, \"reason\": reason(%s)} if {", quote(rulesAuthReason))
+	g.p("\tnot allow")
+	g.p("\tunauthenticated")
+	g.p("}")
+	g.p("")
+	g.p("decision := {\"allow\": false, \"status\": 403, \"reason\": reason(%s)} if {", quote(rulesDenyReason))
+	g.p("\tnot allow")
+	g.p("\tnot unauthenticated")
+	g.p("}")
+	g.p("")
+	g.p("unauthenticated if {")
+	g.p("\tanonymous")
+	g.p("\tentry in needs_auth")
+	g.p("}")
+	g.p("")
+	g.p("# reason is the message of a denial: the error of the rule that denied,")
+	g.p("# or the default.")
+	g.p("reason(default_reason) := m if {")
+	g.p("\tm := entry_error")
+	g.p("\tm != \"\"")
+	g.p("} else := default_reason")
+}
+
+// entryErrors writes entry_error, the message the entry's rule gives when
+// it denies.
+func (g *regoGen) entryErrors(es []configEntry) {
+	g.p("")
+	g.p("# entry_error is the message of the entry's rule when it denies (\"\" for")
+	g.p("# none).")
+	for _, e := range es {
+		if hasError(e.rule) {
+			g.p("entry_error := %s_error if entry == %s", e.id, quote(e.key))
+			g.p("")
+		}
+	}
+}
+
+// nodeError writes <id>_error, the message node id gives when it denies:
+// its own error; else for and, that of the first clause that denies; for
+// or, that of the last clause, as Space Cloud's formatError chain did.
+func (g *regoGen) nodeError(id string, r *Rule) {
+	clauseErr := func(i int) string {
+		if hasError(&r.Clauses[i]) {
+			return fmt.Sprintf("%s_%d_error", id, i)
+		}
+		return `""`
+	}
+	g.p("")
+	switch {
+	case r.Error != "":
+		g.p("%s_error := %s", id, quote(r.Error))
+	case r.Kind == KindAnd:
+		for i := range r.Clauses {
+			prefix := "} else := "
+			if i == 0 {
+				prefix = id + "_error := "
+			}
+			g.p("%s%s if {", prefix, clauseErr(i))
+			g.p("\tnot %s_%d", id, i)
+		}
+		g.p("} else := \"\"")
+	case r.Kind == KindOr:
+		g.p("%s_error := %s", id, clauseErr(len(r.Clauses)-1))
+	}
+}
+
+// hasError reports whether a rule tree gives a denial a message.
+func hasError(r *Rule) bool {
+	return r.Error != "" || slices.ContainsFunc(r.Clauses, func(c Rule) bool { return hasError(&c) })
+}
+
+// moduleFeatures says which parts of the module a config needs.
+type moduleFeatures struct {
+	errors, calls, webhooks, dates bool
+}
+
+func features(es []configEntry) moduleFeatures {
+	var f moduleFeatures
+	var walk func(r *Rule)
+	walk = func(r *Rule) {
+		f.errors = f.errors || r.Error != ""
+		f.calls = f.calls || r.Kind == KindFunc || r.Kind == KindWebhook
+		f.webhooks = f.webhooks || r.Kind == KindWebhook
+		f.dates = f.dates || r.Kind == KindMatch && r.Type == TypeDate
+		for i := range r.Clauses {
+			walk(&r.Clauses[i])
+		}
+	}
+	for _, e := range es {
+		walk(e.rule)
+	}
+	return f
+}
+
+var typeCheck = map[string]string{TypeString: "is_string", TypeNumber: "is_number", TypeBool: "is_boolean", TypeDate: "is_string"}
 
 // describe is the one-line summary of a node in the comment above its rule.
 func describe(r *Rule) string {
-	if r.Kind != KindMatch {
+	switch r.Kind {
+	case KindFunc:
+		return fmt.Sprintf("func %s.%s", r.Service, r.Func)
+	case KindWebhook:
+		return "webhook " + oneLine(r.URL)
+	case KindMatch:
+	default:
 		return r.Kind
 	}
 	m, _ := r.match()
@@ -220,10 +448,18 @@ func describe(r *Rule) string {
 	return s
 }
 
+// oneLine keeps line breaks out of a comment, which ends at the line's end.
+func oneLine(s string) string {
+	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
+}
+
 // rego is the Rego term for the operand.
 func (o operand) rego() string {
 	if o.root == "" {
 		return literal(o.lit)
+	}
+	if o.root == "token" {
+		return "input.token"
 	}
 	var b strings.Builder
 	b.WriteString("input.")
@@ -243,12 +479,25 @@ func (o operand) rego() string {
 
 // config is the operand as written in the config, for comments.
 func (o operand) config() string {
-	if o.root == "" {
-		return literal(o.lit)
+	switch {
+	case o.isList:
+		elems := make([]string, len(o.list))
+		for i, e := range o.list {
+			elems[i] = e.config()
+		}
+		return "[" + strings.Join(elems, ", ") + "]"
+	case o.root == "":
+		return oneLine(literal(o.lit))
+	}
+	s := "args." + o.root
+	if len(o.path) > 0 {
+		s += "." + strings.Join(o.path, ".")
+	}
+	if o.exists {
+		s = "utils.exists(" + s + ")"
 	}
 	// A comment ends at the line's end; keep a key's newlines out of it.
-	s := "args." + o.root + "." + strings.Join(o.path, ".")
-	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
+	return oneLine(s)
 }
 
 func literal(v any) string {
@@ -288,7 +537,12 @@ func refersToAuth(r *Rule) bool {
 		return true
 	case KindMatch:
 		m, _ := r.match()
-		return m.f1.root == "auth" || m.f2.root == "auth"
+		for _, o := range append([]operand{m.f1, m.f2}, m.f2.list...) {
+			if o.root == "auth" || o.root == "token" {
+				return true
+			}
+		}
+		return false
 	}
 	return slices.ContainsFunc(r.Clauses, func(c Rule) bool { return refersToAuth(&c) })
 }

@@ -216,7 +216,7 @@ func TestParseRulesErrors(t *testing.T) {
 		{"missing kind", wrap(`{}`), at + ".rule: missing"},
 		{"kind not a string", wrap(`{"rule": 1}`), at + ".rule: want a string, got a number"},
 		{"unknown kind", wrap(`{"rule": "query"}`), at + `.rule: unknown rule kind "query"`},
-		{"unknown field", wrap(`{"rule": "allow", "error": "x"}`), at + ".error: unknown field"},
+		{"unknown field", wrap(`{"rule": "allow", "store": "x"}`), at + ".store: unknown field"},
 		{"clauses on allow", wrap(`{"rule": "allow", "clauses": []}`), at + `.clauses: not used by a "allow" rule`},
 		{"eval on deny", wrap(`{"rule": "deny", "eval": "=="}`), at + `.eval: not used by a "deny" rule`},
 		{"and without clauses", wrap(`{"rule": "and"}`), at + `.clauses: a "and" rule needs at least one clause`},
@@ -297,7 +297,7 @@ func TestRulesFromGo(t *testing.T) {
 		"c": {Rule: authz.Rule{Kind: authz.KindMatch, Eval: "==", F1: "args.params.x", F2: nanValue()}},
 	}}}}
 	err := bad.Validate()
-	if err == nil || !strings.Contains(err.Error(), "services.a.functions.b.rule.f2: want a string, a number or a bool, got []int") ||
+	if err == nil || !strings.Contains(err.Error(), "services.a.functions.b.rule.f2: an array is the second operand of in and notIn only") ||
 		!strings.Contains(err.Error(), "services.a.functions.c.rule.f2: bad number NaN") {
 		t.Errorf("Validate = %v", err)
 	}
