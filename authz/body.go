@@ -8,12 +8,8 @@ import (
 // Body is the request body after the middleware has read it to decode
 // input.params: next gets it as r.Body, readable from the start. Bytes
 // gives the whole body without copying it, so a handler that needs it in
-// one piece (the mesh gateway, which sends it as a NATS message) can skip
-// reading it again:
-//
-//	if b, ok := r.Body.(interface{ Bytes() []byte }); ok {
-//		data = b.Bytes()
-//	}
+// one piece can skip reading it again: Body is a mesh.BytesBody, which the
+// mesh gateway sends as the params as it is.
 type Body struct {
 	data []byte
 	r    bytes.Reader

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/funcmesh/funcmesh/internal/browsertest"
+	"github.com/funcmesh/funcmesh/transport"
 )
 
 // TestBrowserDashboard opens the dashboard in a real browser and watches
@@ -49,6 +51,34 @@ func TestBrowserDashboard(t *testing.T) {
 	got := browsertest.Eval[string](t, tab, wait, text(`[data-service="alpha"] .badge + .badge`))
 	if got != "v2.1.0" {
 		t.Errorf("versions badge %q; want v2.1.0", got)
+	}
+
+	// A service's error text is outside input: shown as text, never run.
+	nc, err := b.NewConn("legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy, err := micro.AddService(nc, micro.Config{Name: "legacy", Version: "0.9.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = legacy.Stop() })
+	const attack = `<img src=x onerror="window.pwned=1">`
+	err = legacy.AddEndpoint("fail", micro.HandlerFunc(func(r micro.Request) { _ = r.Error("500", attack, nil) }),
+		micro.WithEndpointSubject("fn.legacy.fail"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The subscription is the server's once a round trip has passed.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Call(t.Context(), "legacy", "fail", nil); transport.CodeOf(err) != transport.CodeInternal {
+		t.Fatalf("legacy.fail: %v; want internal", err)
+	}
+	waitFor(t, "the attack text", `document.querySelector('[data-service="legacy"] .lasterror')?.textContent.includes(`+jsString(attack)+`)`)
+	if pwned := browsertest.Eval[bool](t, tab, wait, `window.pwned !== undefined || document.querySelector("main img") !== null`); pwned {
+		t.Error("a service's error text became markup in the dashboard")
 	}
 	tab.Screenshot(t, "dashboard")
 

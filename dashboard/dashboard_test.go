@@ -155,6 +155,10 @@ func TestSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The subscription is the server's once a round trip has passed.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		if _, err := c.Call(t.Context(), "legacy", "echo", []byte(`"hi"`)); err != nil {
 			t.Fatal(err)
@@ -271,6 +275,10 @@ func TestHTTP(t *testing.T) {
 			_ = r.Error("500", `<img src=x onerror="alert(1)"> & more`, nil)
 		}), micro.WithEndpointSubject("fn.legacy.fail"))
 		if err != nil {
+			t.Fatal(err)
+		}
+		// The subscription is the server's once a round trip has passed.
+		if err := nc.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Call(t.Context(), "legacy", "fail", nil); transport.CodeOf(err) != transport.CodeInternal {

@@ -83,8 +83,14 @@ func (h *Handler) collect(ctx context.Context) (*Snapshot, error) {
 	if err := cmp.Or(infoErr, statsErr); err != nil {
 		return nil, err
 	}
+	return build(h.prefix, services, stats, time.Now()), nil
+}
 
-	snap := &Snapshot{At: time.Now(), Services: make([]Service, 0, len(services))}
+// build puts the instances' info and stats answers together. Every field
+// of those answers comes from outside: it is counted, copied or skipped,
+// never trusted to be well-formed.
+func build(prefix string, services []mesh.ServiceInfo, stats map[string]*micro.Stats, at time.Time) *Snapshot {
+	snap := &Snapshot{At: at, Services: make([]Service, 0, len(services))}
 	for _, si := range services {
 		s := Service{Name: si.Name, Instances: make([]Instance, 0, len(si.Instances))}
 		funcs := map[string]*Function{}
@@ -98,7 +104,10 @@ func (h *Handler) collect(ctx context.Context) (*Snapshot, error) {
 			if st != nil && st.Name == si.Name {
 				inst.Started = st.Started
 				for _, ep := range st.Endpoints {
-					svc, fn, ok := transport.SplitSubject(h.prefix, ep.Subject)
+					if ep == nil {
+						continue
+					}
+					svc, fn, ok := transport.SplitSubject(prefix, ep.Subject)
 					if !ok || svc != si.Name {
 						continue
 					}
@@ -148,7 +157,7 @@ func (h *Handler) collect(ctx context.Context) (*Snapshot, error) {
 		slices.SortFunc(s.Functions, func(a, b Function) int { return cmp.Compare(a.Name, b.Name) })
 		snap.Services = append(snap.Services, s)
 	}
-	return snap, nil
+	return snap
 }
 
 // timeSum adds up the processing time of a function's calls.

@@ -79,6 +79,13 @@ func TestWebExample(t *testing.T) {
 			t.Errorf("the token stayed in the URL: %q", hash)
 		}
 		wantOK(t, click(t, tab, "call-hello"), "greeter.hello", `"greeting": "Hello, Ada!"`)
+		// Results are outside input: shown as text, never run.
+		tab.Run(t, wait, chromedp.SetValue(chromedp.CSS("#name"), `<img src=x onerror="window.pwned=1">`))
+		wantOK(t, click(t, tab, "call-hello"), "greeter.hello", `Hello, <img src=x onerror=\"window.pwned=1\">!`)
+		if pwned := browsertest.Eval[bool](t, tab, wait, `window.pwned !== undefined || document.querySelector("#log img") !== null`); pwned {
+			t.Error("a result became markup in the page")
+		}
+		tab.Run(t, wait, chromedp.SetValue(chromedp.CSS("#name"), "Ada"))
 		wantOK(t, click(t, tab, "call-welcome"), "greeter.welcome", "Welcome back, Ada Lovelace!")
 		wantOK(t, click(t, tab, "call-profile"), "accounts.profile", `"name": "Ada Lovelace"`)
 		tab.Run(t, wait, chromedp.SetValue(chromedp.CSS("#profile-user"), "grace"))

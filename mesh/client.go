@@ -129,9 +129,6 @@ func (c *Client) conn() *nats.Conn {
 	return c.conns[start]
 }
 
-// Prefix returns the subject prefix the client calls under.
-func (c *Client) Prefix() string { return c.prefix }
-
 // Request is one call for [Client.Do].
 type Request struct {
 	Service  string
@@ -152,31 +149,11 @@ type Reply struct {
 	ContentType string
 }
 
-// CallOption configures one [Client.Call].
-type CallOption interface {
-	applyToCall(*Request)
-}
-
-type callOption func(*Request)
-
-func (f callOption) applyToCall(r *Request) { f(r) }
-
-// WithContentType sets the media type of a call's params (sent as the
-// Content-Type header). By default none is sent, which means JSON.
-func WithContentType(ct string) CallOption {
-	return callOption(func(r *Request) { r.ContentType = ct })
-}
-
-// Call calls service.function with params and returns the result; see
+// Call calls service.function with params (JSON: for another media type
+// use [Client.Do] with Request.ContentType) and returns the result; see
 // [Client] for what travels with the call and the errors.
-func (c *Client) Call(ctx context.Context, service, function string, params []byte, opts ...CallOption) ([]byte, error) {
-	req := Request{Service: service, Function: function, Params: params}
-	for _, o := range opts {
-		if o != nil {
-			o.applyToCall(&req)
-		}
-	}
-	rep, err := c.Do(ctx, &req)
+func (c *Client) Call(ctx context.Context, service, function string, params []byte) ([]byte, error) {
+	rep, err := c.Do(ctx, &Request{Service: service, Function: function, Params: params})
 	return rep.Body, err
 }
 

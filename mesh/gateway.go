@@ -17,11 +17,9 @@ import (
 	"github.com/funcmesh/funcmesh/transport"
 )
 
-// HeaderRoom is the part of the broker's max payload the gateway keeps for
-// the headers of a call besides the claims: the largest params it accepts
-// are the connection's max payload less HeaderRoom less the size of the
-// caller's claims.
-const HeaderRoom = 4 << 10
+// headerRoom is the part of the broker's max payload the gateway keeps for
+// the headers of a call besides the claims.
+const headerRoom = 4 << 10
 
 // Gateway is the http.Handler that turns an HTTP request into a call:
 // POST /fn/{service}/{function} with the params as the body. Mount it
@@ -60,7 +58,8 @@ type Gateway struct {
 	Names func(r *http.Request) (service, function string)
 
 	// MaxBodyBytes bounds the params. 0 means as large as the broker
-	// takes: the connection's max payload less HeaderRoom and the claims.
+	// takes: the connection's max payload less 4 KiB for the call's
+	// headers and less the claims.
 	// A larger value is lowered to that, since NATS could not carry the
 	// call anyway. Above the bound the answer is 413; an
 	// *http.MaxBytesError from a body limit middleware is 413 too.
@@ -228,7 +227,7 @@ func (g *Gateway) bodyLimit(ctx context.Context, fresh bool) int64 {
 		mp = g.Client.nc.MaxPayload()
 		g.maxPayload.Store(mp)
 	}
-	limit := mp - HeaderRoom
+	limit := mp - headerRoom
 	if raw, ok := reqctx.ClaimsJSON(ctx); ok {
 		limit -= int64(len(raw))
 	}
@@ -317,9 +316,19 @@ func putBuffer(b *[]byte) {
 	}
 }
 
-// readBody reads the request body, at most limit bytes. A body that offers
-// its bytes (a re-readable body, like the authz middleware's) is used as
-// it is; otherwise the bytes land in a pooled buffer, returned for the
+// BytesBody is a request body that holds all its bytes, like the one the
+// authz middleware gives the handler after it has read the params: the
+// gateway sends Bytes as the params, within its body limit, without
+// reading or copying the body. Bytes must return the whole body whatever
+// has been read of it, and the slice must not change while the request is
+// served.
+type BytesBody interface {
+	io.ReadCloser
+	Bytes() []byte
+}
+
+// readBody reads the request body, at most limit bytes. A [BytesBody] is
+// used as it is; otherwise the bytes land in a pooled buffer, returned for the
 // caller to put back once the call is made (nats.go copies the params
 // into its write buffer when it publishes).
 func readBody(r *http.Request, limit int64) ([]byte, *[]byte, error) {
@@ -329,7 +338,7 @@ func readBody(r *http.Request, limit int64) ([]byte, *[]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil, nil
 	}
-	if bb, ok := r.Body.(interface{ Bytes() []byte }); ok {
+	if bb, ok := r.Body.(BytesBody); ok {
 		b := bb.Bytes()
 		if int64(len(b)) > limit {
 			return nil, nil, tooLarge(nil)

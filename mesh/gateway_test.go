@@ -422,7 +422,7 @@ func TestMaxPayload(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
-	limit := 8<<10 - mesh.HeaderRoom
+	limit := 8<<10 - mesh.HeaderRoomForTest
 	if r := postURL(t, srv.URL+"/fn/svc/echo", strings.Repeat("y", limit)); r.status != 200 || len(r.body) != limit {
 		t.Errorf("body at the limit: %d, %d bytes", r.status, len(r.body))
 	}

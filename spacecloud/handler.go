@@ -184,8 +184,8 @@ func ParseEnvelope(data []byte) (Envelope, error) {
 	return env, nil
 }
 
-// paramsBody is the params as the native request's body. Bytes gives them
-// to the gateway without a copy, as the authz middleware's body does.
+// paramsBody is the params as the native request's body: a
+// mesh.BytesBody, which the gateway sends without a copy.
 type paramsBody struct {
 	bytes.Reader
 	data []byte

@@ -23,8 +23,8 @@
 //
 // Request. The body is the params, passed through unchanged (JSON by
 // convention; the caller's Content-Type is carried in the Content-Type
-// header). The mesh sets these headers, and removes any copies a client sent
-// ([IsReserved]):
+// header). The mesh sets these headers; a gateway forwards none that an
+// HTTP client sent, so none can be forged:
 //
 //	Mesh-Auth        the caller's verified token claims as a JSON object
 //	                 (absent for an anonymous caller)

@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// Header names of the wire contract. Headers whose names start with
-// [ReservedPrefix] are set by the mesh only.
+// Header names of the wire contract, set by the mesh only: a gateway
+// forwards no header an HTTP client sent, so none can be forged.
 const (
 	HeaderAuth        = "Mesh-Auth"
 	HeaderDeadline    = "Mesh-Deadline"
@@ -23,17 +23,7 @@ const (
 	// as in NATS micro.
 	HeaderServiceError     = "Nats-Service-Error"
 	HeaderServiceErrorCode = "Nats-Service-Error-Code"
-
-	// ReservedPrefix starts every header name only the mesh may set.
-	ReservedPrefix = "Mesh-"
 )
-
-// IsReserved reports whether an inbound header of this name must be removed
-// before a call is made: every Mesh-* name, in any letter case, so a client
-// can never forge claims, a caller or a deadline.
-func IsReserved(name string) bool {
-	return len(name) >= len(ReservedPrefix) && strings.EqualFold(name[:len(ReservedPrefix)], ReservedPrefix)
-}
 
 // FormatDeadline encodes a deadline for the Mesh-Deadline header.
 func FormatDeadline(t time.Time) string {

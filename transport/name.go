@@ -65,15 +65,6 @@ func Subject(prefix, service, function string) (string, error) {
 	return prefix + "." + service + "." + function, nil
 }
 
-// ServiceSubjects returns the wildcard subject that covers every function of
-// a service: prefix.service.>.
-func ServiceSubjects(prefix, service string) (string, error) {
-	if err := ValidateName(service); err != nil {
-		return "", fmt.Errorf("service: %w", err)
-	}
-	return prefix + "." + service + ".>", nil
-}
-
 // SplitSubject is the inverse of [Subject]: it returns the service and
 // function of a function subject under prefix, and false for any other
 // subject.

@@ -184,7 +184,14 @@ func (tab *Tab) Poll(t *testing.T, timeout time.Duration, what, expr string) {
 	ctx, cancel := context.WithTimeout(tab.Ctx, timeout)
 	defer cancel()
 	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(timeout))); err != nil {
-		t.Fatalf("browser: waiting for %s (%s): %v", what, expr, err)
+		// What the page shows says more than the timeout.
+		textCtx, cancel := context.WithTimeout(tab.Ctx, 5*time.Second)
+		defer cancel()
+		text, terr := chromedp.Run(textCtx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		if terr != nil {
+			text = "(unreadable: " + terr.Error() + ")"
+		}
+		t.Fatalf("browser: waiting for %s (%s): %v; the page shows:\n%s", what, expr, err, text)
 	}
 }
 
