@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/ast"
-
 	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
@@ -107,7 +105,7 @@ func (a *Authorizer) load(ctx context.Context, whole bool) (*policy, error) {
 			return nil, fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(missing, ", "))
 		}
 	}
-	p, err := compilePolicy(ctx, l, a.cfg.query)
+	p, err := compilePolicy(ctx, l, a.cfg.query, a.cfg.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -161,26 +159,31 @@ func (a *Authorizer) Close() error {
 }
 
 // Authorize decides whether the call in may be made, for code that calls
-// functions outside the HTTP middleware: a service authorizing a call
-// another function makes (with in.Caller set), say. A denial is a Decision
-// with Allow false and a nil error (see [Decision.Err]); the error is for
-// calls that could not be decided (invalid names, an evaluation error, a
-// done ctx, no policy), and the decision then denies too. When in.Caller
-// is nil, the calling function in ctx ([reqctx.Caller]) is used. Errors
-// are *transport.Error values whose message is safe to show; the cause they
-// wrap is not.
+// functions outside the HTTP middleware: the mesh authorizing a call one
+// function makes to another, say. It is the one entry point for such
+// calls, and costs what a middleware decision costs: give the params as
+// json.RawMessage (the bytes of the call) and only what the policy reads
+// of them is decoded, under the [WithMaxDecoding] bound. When in.Caller
+// is nil, the caller in ctx ([reqctx.Caller]) is input.caller. A denial
+// is a Decision with Allow false and a nil error (see [Decision.Err]);
+// the error is for calls that could not be decided (invalid names, an
+// evaluation error, a done ctx, no policy, no decoding slot free), and
+// the decision then denies too. Errors are *transport.Error values whose
+// message is safe to show; the cause they wrap is not.
 func (a *Authorizer) Authorize(ctx context.Context, in Input) (Decision, error) {
 	if err := validateNames(in.Service, in.Function); err != nil {
 		return Decision{Status: http.StatusBadRequest}, err
 	}
-	if c, ok := reqctx.Caller(ctx); ok && in.Caller == nil {
-		in.Caller = &c // the calling function, as a router puts it in ctx
+	if in.Caller == nil {
+		if c, ok := reqctx.Caller(ctx); ok {
+			in.Caller = &c
+		}
 	}
 	var p *policy
 	if a != nil {
 		p = a.current.Load()
 	}
-	return a.decide(ctx, p, &in, nil, nil)
+	return a.decide(ctx, p, &in, nil, nil, false)
 }
 
 func validateNames(service, function string) error {
@@ -193,17 +196,27 @@ func validateNames(service, function string) error {
 	return nil
 }
 
-// decide evaluates p for in; params, when not nil, is input.params already
-// decoded, and pl, when not nil, the plan already made. Every path out of
-// it denies unless the policy allowed.
-func (a *Authorizer) decide(ctx context.Context, p *policy, in *Input, params ast.Value, pl *plan) (Decision, error) {
+// decide evaluates p for in; cp, when not nil, is the plan already made,
+// and params (with have) input.params already decoded as far as the
+// plan reads it. Every path out of it denies unless the policy allowed.
+func (a *Authorizer) decide(ctx context.Context, p *policy, in *Input, cp *callPlan, params any, have bool) (Decision, error) {
 	var start time.Time
 	if a.hook() != nil {
 		start = time.Now()
 	}
-	d, err := a.evaluate(a.policyContext(ctx, in), p, in, params, pl)
+	ctx = a.policyContext(ctx, in)
+	d, err := a.evaluate(ctx, p, in, cp, params, have)
+	if check := differential; check != nil && p != nil && !errors.Is(err, errBusy) {
+		sd, serr := p.slowDecide(ctx, in)
+		check(*in, d, err, sd, serr)
+	}
 	return a.report(ctx, in, start, d, err)
 }
+
+// differential, when set (by the tests), is given each decision made
+// and the one plain evaluation of the whole policy makes for the same
+// call.
+var differential func(in Input, fast Decision, fastErr error, slow Decision, slowErr error)
 
 // report hands a decision to the hook, and turns an evaluation error into
 // a denial and an error that is safe to show, after logging it.
@@ -253,42 +266,58 @@ func (a *Authorizer) logger() *slog.Logger {
 	return a.cfg.logger
 }
 
-func (a *Authorizer) evaluate(ctx context.Context, p *policy, in *Input, params ast.Value, pl *plan) (Decision, error) {
+func (a *Authorizer) evaluate(ctx context.Context, p *policy, in *Input, cp *callPlan, params any, have bool) (Decision, error) {
 	if p == nil {
 		return Decision{}, ErrNotReady
 	}
-	if pl == nil {
-		planned := p.plan(in.Service, in.Function)
-		pl = &planned
+	if cp == nil {
+		cp = p.plan(ctx, in.Service, in.Function)
 	}
-	if params == nil && pl.uses.has("params") {
+	if !have && cp.params != nil {
 		if raw, ok := in.Params.(json.RawMessage); ok && len(raw) > 0 {
 			if !a.acquire() {
 				return Decision{}, errBusy
 			}
 			defer a.release()
 		}
-		whole, paths := pl.uses.below("params")
 		var err error
-		if params, err = paramsValue(in.Params, newReadTree(whole, paths), !pl.uses.eager); err != nil {
+		if params, err = goParams(in.Params, cp.params); err != nil {
 			return Decision{}, err
 		}
 	}
-	if pl.rule != nil {
-		d, err := p.rules.decide(ctx, pl.rule, in, params)
-		if err != nil {
-			return Decision{}, fmt.Errorf("authz: rule config: %w", err)
+	var d Decision
+	for i, st := range p.stages {
+		var err error
+		if d, err = st.decide(ctx, cp.stages[i], in, params); err != nil {
+			return Decision{}, err
 		}
 		if !d.Allow {
 			return d, nil
 		}
 	}
-	if p.user == nil {
-		return Decision{Allow: true}, nil
-	}
-	input, err := in.value(pl.uses, params)
+	return d, nil
+}
+
+// slowDecide decides in by evaluating each stage's whole decision, with
+// the whole input document: what every fast answer must equal.
+func (p *policy) slowDecide(ctx context.Context, in *Input) (Decision, error) {
+	params, err := goParams(in.Params, &readTree{whole: true})
 	if err != nil {
 		return Decision{}, err
 	}
-	return p.user.decide(ctx, input, a.logger())
+	input, err := in.value(inputUses{all: true, eager: true}, params)
+	if err != nil {
+		return Decision{}, err
+	}
+	var d Decision
+	for i, st := range p.stages {
+		v, err := evalContext(ctx, st.full, input)
+		if d, err = st.decision(p.generic.stages[i], v, err); err != nil {
+			return Decision{}, err
+		}
+		if !d.Allow {
+			return d, nil
+		}
+	}
+	return d, nil
 }

@@ -135,14 +135,11 @@
 //
 // The config's meaning is a Rego module, package funcmesh.rules, one rule
 // per node of each rule tree: [RuleConfig.Rego] returns it (save it to
-// read it or to opa test it). The Authorizer decides a config natively, in
-// Go, with that module's semantics: the same fallback chain, the same
-// 401/403 denials with the same reasons, and operands compared as OPA
-// values with OPA's own comparison, the one Rego's == and < call. The
-// tests and fuzzers check, call by call, that the Authorizer and the
-// module evaluated by OPA decide alike. Given both a rule config and Rego
-// modules, both must allow: the rules decide first, and a call they allow
-// goes on to the Rego policy, whose decision then stands.
+// read it or to opa test it). OPA decides the config by evaluating that
+// module, as it decides any policy: there is one engine. Given both a
+// rule config and Rego modules, both must allow: the rules decide first,
+// and a call they allow goes on to the Rego policy, whose decision then
+// stands.
 //
 // # Fail closed
 //
@@ -173,11 +170,22 @@
 //
 // # Cost
 //
-// A decision for a hand-written policy costs one prepared OPA evaluation
-// of its decision (allow, status, reason and headers together), over an
-// input document built lazily from the request. A rule config costs no OPA evaluation: its entries are built at
-// load, with constant clauses folded (an or with an allow clause allows),
-// and a decision walks one rule tree, converting only the claims and
-// params a match reads: about 0.2 µs and one allocation for an
-// authenticated-and-role rule. See BenchmarkDecision.
+// Every decision is OPA's, made fast with OPA's own tools. On the first
+// call to a service.function, each rule of the decision is partially
+// evaluated with the service and function known, and the residual is
+// compiled and prepared once, for the policy's life; a residual that
+// reads nothing of the input is evaluated then, and its decision answers
+// every later call. Otherwise decisions are cached, keyed by the values
+// of exactly the input paths the residual reads (input.auth.role and
+// input.params.user, say: not the whole claims and body), and checked
+// value by value on a hit. Nothing is cached for a policy that calls a
+// non-deterministic built-in (time.now_ns, http.send, rand.intn,
+// uuid.rfc4122, io.jwt.decode_verify, opa.runtime, …) or a built-in OPA
+// does not know, uses with, or reads input whole; data changes only with
+// a reload, and a reload starts from empty plans and caches. Plans are
+// kept for up to 1024 service.function pairs; calls to others, and calls
+// whose planning fails or takes longer than 250 ms, evaluate the whole
+// decision (cached the same way). The package's tests check every
+// decision they make against plain evaluation of the whole policy. See
+// BenchmarkDecision and docs/performance.md for the figures.
 package authz

@@ -198,11 +198,31 @@ func ExampleRuleConfig_Rego() {
 	//
 	// decision := {"allow": true} if allow
 	//
+	// decision := {"allow": false, "status": 401, "reason": messages[entry]} if {
+	// 	not allow
+	// 	auth_denial
+	// }
+	//
 	// decision := {"allow": false, "status": 401, "reason": "authentication required"} if {
 	// 	not allow
+	// 	auth_denial
+	// 	not messages[entry]
+	// }
+	//
+	// decision := {"allow": false, "status": 403, "reason": messages[entry]} if {
+	// 	not allow
+	// 	not auth_denial
+	// }
+	//
+	// # auth_denial is true when signing in might help: the caller is
+	// # anonymous and the entry's rule refers to claims (status 401).
+	// auth_denial if {
 	// 	anonymous
 	// 	entry in needs_auth
 	// }
+	//
+	// # messages holds the error messages the entries' rules carry.
+	// messages := {}
 	//
 	// # anonymous is true when the caller presented no claims.
 	// anonymous if not is_object(input.auth)

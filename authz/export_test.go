@@ -1,6 +1,12 @@
 package authz
 
-import "github.com/open-policy-agent/opa/v1/ast"
+import (
+	"errors"
+	"reflect"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
 
 // Internals the black-box tests in package authz_test reach.
 
@@ -31,3 +37,39 @@ const (
 	MaxDecodeFactor = maxDecodeFactor
 	DecodeSlack     = decodeSlack
 )
+
+// SetClock sets the time evaluations see in time.now_ns; nil is the time
+// now.
+func SetClock(now func() time.Time) {
+	if now == nil {
+		clock.Store(nil)
+		return
+	}
+	clock.Store(&now)
+}
+
+// Mismatch is a decision the fast path made that plain evaluation of the
+// whole policy did not.
+type Mismatch struct {
+	Service, Function string
+	Fast, Slow        Decision
+	FastErr, SlowErr  error
+}
+
+// SetDifferential makes every decision from now on be made again by plain
+// evaluation of the whole policy, with the whole input, and reports each
+// difference to report.
+func SetDifferential(report func(Mismatch)) {
+	differential = func(in Input, fast Decision, fastErr error, slow Decision, slowErr error) {
+		if errors.Is(slowErr, errParamsCost) {
+			return // params the plain path cannot decode whole
+		}
+		if (fastErr != nil) != (slowErr != nil) || fastErr == nil && !sameDecision(fast, slow) {
+			report(Mismatch{in.Service, in.Function, fast, slow, fastErr, slowErr})
+		}
+	}
+}
+
+func sameDecision(a, b Decision) bool {
+	return a.Allow == b.Allow && a.Status == b.Status && a.Reason == b.Reason && reflect.DeepEqual(a.Headers, b.Headers)
+}

@@ -56,16 +56,15 @@ type HTTPInput struct {
 	Headers map[string]string
 }
 
-// value builds the input document for in, with the parts u names. params,
-// when not nil, is the params already decoded (by the middleware) and
-// takes the place of in.Params.
+// value builds the input document for in, with the parts u names.
+// params is input.params as Go values (see goParams).
 //
 // The document is a lazy object over a Go map: OPA converts a part to its
 // own values only when the policy reads it, and the claims stay a lazy
 // object of their own (see goValue), so a policy that only checks that
 // there are claims converts none of them. A policy that may change the
 // input in place (u.eager) gets ordinary objects instead.
-func (in *Input) value(u inputUses, params ast.Value) (ast.Value, error) {
+func (in *Input) value(u inputUses, params any) (ast.Value, error) {
 	m := make(map[string]any, 6)
 	if u.has("service") {
 		m["service"] = in.Service
@@ -74,14 +73,11 @@ func (in *Input) value(u inputUses, params ast.Value) (ast.Value, error) {
 		m["function"] = in.Function
 	}
 	if u.has("params") {
-		if params == nil {
-			whole, paths := u.below("params")
-			var err error
-			if params, err = paramsValue(in.Params, newReadTree(whole, paths), !u.eager); err != nil {
-				return nil, err
-			}
+		v, err := goValue(params, !u.eager)
+		if err != nil {
+			return nil, fmt.Errorf("authz: params: %w", err)
 		}
-		m["params"] = params
+		m["params"] = v
 	}
 	if u.has("auth") {
 		var auth any // null
@@ -95,22 +91,10 @@ func (in *Input) value(u inputUses, params ast.Value) (ast.Value, error) {
 		m["auth"] = auth
 	}
 	if u.has("caller") {
-		var caller any // null
-		if c := in.Caller; c != nil {
-			caller = map[string]any{"service": c.Service, "function": c.Function}
-		}
-		m["caller"] = caller
+		m["caller"] = in.callerValue()
 	}
 	if u.has("http") {
-		var h any // null
-		if in.HTTP != nil {
-			hs := in.HTTP.Headers
-			if hs == nil {
-				hs = map[string]string{}
-			}
-			h = map[string]any{"method": in.HTTP.Method, "path": in.HTTP.Path, "headers": hs}
-		}
-		m["http"] = h
+		m["http"] = in.httpValue()
 	}
 	if u.eager {
 		return ast.InterfaceToValue(m)
@@ -118,23 +102,116 @@ func (in *Input) value(u inputUses, params ast.Value) (ast.Value, error) {
 	return ast.LazyObject(m), nil
 }
 
-// paramsValue converts Input.Params, decoding as much of JSON as t
-// reads.
-func paramsValue(p any, t *readTree, lazy bool) (ast.Value, error) {
-	switch p := p.(type) {
-	case nil:
-		return ast.NullValue, nil
-	case json.RawMessage:
-		if len(p) == 0 {
-			return ast.NullValue, nil
+func (in *Input) callerValue() any {
+	if c := in.Caller; c != nil {
+		return map[string]any{"service": c.Service, "function": c.Function}
+	}
+	return nil
+}
+
+func (in *Input) httpValue() any {
+	if in.HTTP == nil {
+		return nil
+	}
+	hs := in.HTTP.Headers
+	if hs == nil {
+		hs = map[string]string{}
+	}
+	return map[string]any{"method": in.HTTP.Method, "path": in.HTTP.Path, "headers": hs}
+}
+
+// goParams returns Input.Params as Go values: JSON decoded as far as t
+// reads it (see decodeParams), anything else as it is.
+func goParams(p any, t *readTree) (any, error) {
+	if raw, ok := p.(json.RawMessage); ok {
+		if len(raw) == 0 {
+			return nil, nil
 		}
-		return decodeParams(p, t, lazy)
+		if _, err := scanJSON(raw); err != nil {
+			return nil, err
+		}
+		return pickParams(raw, t)
 	}
-	v, err := goValue(p, lazy)
-	if err != nil {
-		return nil, fmt.Errorf("authz: params: %w", err)
+	return p, nil
+}
+
+// keyValues appends to buf the values of in at paths, for a cache key:
+// undefined where a path has no value. ok is false when a value is not
+// one the cache can key on (see keyable).
+//
+// The claims and params must be plain JSON values as a whole, not only
+// at the paths: a value the input document cannot hold is an error, which
+// no cached decision may hide.
+func (in *Input) keyValues(paths []keyPath, params any, buf []any) (_ []any, ok bool) {
+	var checkedParams, checkedAuth bool
+	for _, p := range paths {
+		switch {
+		case p[0] == "params" && !checkedParams:
+			if !plainJSON(params, 0) {
+				return buf, false
+			}
+			checkedParams = true
+		case p[0] == "auth" && !checkedAuth:
+			if in.Auth != nil && !plainJSON(in.Auth, 0) {
+				return buf, false
+			}
+			checkedAuth = true
+		}
+		var v any
+		rest := p[1:]
+		switch p[0] {
+		case "service":
+			v = in.Service
+		case "function":
+			v = in.Function
+		case "params":
+			v = params
+		case "auth":
+			if in.Auth != nil {
+				v = in.Auth
+			}
+		case "caller":
+			if c := in.Caller; c != nil && len(rest) == 1 && (rest[0] == "service" || rest[0] == "function") {
+				v = c.Service
+				if rest[0] == "function" {
+					v = c.Function
+				}
+				rest = nil
+			} else {
+				v = in.callerValue()
+			}
+		case "http":
+			v = in.httpValue()
+		default:
+			v = undefined
+		}
+		for _, k := range rest {
+			switch x := v.(type) {
+			case map[string]any:
+				e, found := x[k]
+				if !found {
+					e = undefined
+				}
+				v = e
+			case map[string]string:
+				e, found := x[k]
+				if !found {
+					v = undefined
+				} else {
+					v = e
+				}
+			case nil, bool, string, float64, json.Number, []any, undefinedValue, int, int64, int32, uint64, uint32:
+				v = undefined // a key below a value that is not an object
+			default:
+				return buf, false
+			}
+		}
+		if !keyable(v) {
+			return buf, false
+		}
+		buf = append(buf, v)
 	}
-	return v, nil
+	return buf, true
 }
 
 // goValue converts a Go value to OPA's. With lazy, an object of plain

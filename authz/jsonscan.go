@@ -283,6 +283,9 @@ func newReadTree(whole bool, paths [][]string) *readTree {
 // as it would be for the value itself.
 func pickParams(data []byte, t *readTree) (any, error) {
 	if t.whole {
+		if v, ok := scalar(data); ok {
+			return v, nil
+		}
 		s := jsonScan{data: data}
 		s.value()
 		if limit := maxDecodeFactor*int64(len(data)) + decodeSlack; s.cost > limit {
@@ -301,25 +304,56 @@ func pickParams(data []byte, t *readTree) (any, error) {
 	if s.i >= len(data) || data[s.i] != '{' {
 		return nil, nil
 	}
-	var found map[string]member
+	var small [4]member
+	found := small[:0]
 	s.object(func(m member) {
-		if t.keys[m.key] != nil {
-			if found == nil {
-				found = make(map[string]member, len(t.keys))
-			}
-			found[m.key] = m // the last of duplicate keys, as encoding/json
+		if t.keys[m.key] == nil {
+			return
 		}
+		for i := range found {
+			if found[i].key == m.key {
+				found[i] = m // the last of duplicate keys, as encoding/json
+				return
+			}
+		}
+		found = append(found, m)
 	})
 	if s.err != nil {
 		return nil, s.err
 	}
 	obj := make(map[string]any, len(found))
-	for k, m := range found {
-		v, err := pickParams(data[m.start:m.end], t.keys[k])
+	for _, m := range found {
+		v, err := pickParams(data[m.start:m.end], t.keys[m.key])
 		if err != nil {
 			return nil, err
 		}
-		obj[k] = v
+		obj[m.key] = v
 	}
 	return obj, nil
+}
+
+// scalar decodes a JSON value that scanJSON accepted when it is not an
+// array or object, as encoding/json with UseNumber would; ok is false for
+// containers and strings with escapes.
+func scalar(data []byte) (v any, ok bool) {
+	data = bytes.Trim(data, " \t\r\n")
+	switch data[0] {
+	case '{', '[':
+		return nil, false
+	case '"':
+		body := data[1 : len(data)-1]
+		for _, c := range body {
+			if c == '\\' || c >= 0x80 {
+				return nil, false // escapes and UTF-8 checks: encoding/json
+			}
+		}
+		return string(body), true
+	case 't':
+		return true, true
+	case 'f':
+		return false, true
+	case 'n':
+		return nil, true
+	}
+	return json.Number(data), true
 }

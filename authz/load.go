@@ -29,8 +29,6 @@ type loaded struct {
 	modules map[string]*ast.Module
 	data    map[string]any
 	rules   *RuleConfig
-	// rulesFrom names the source of each service of rules (see addRules).
-	rulesFrom map[string]string
 
 	// files are the files on disk the set was read from (modules, data
 	// documents, the rule config), for the watcher's wholeness check.
@@ -172,8 +170,8 @@ func watchedPath(s source) string {
 		}
 	case *rulesSource:
 		return s.path
-	case *rulesDirSource:
-		return s.path
+	case *serviceRulesSource:
+		return s.dir
 	}
 	return ""
 }
@@ -206,7 +204,7 @@ type rulesSource struct {
 }
 
 func (s *rulesSource) load(l *loaded) error {
-	cfg, from := s.cfg, "Rules"
+	cfg := s.cfg
 	switch {
 	case s.path != "":
 		b, err := os.ReadFile(s.path)
@@ -220,17 +218,80 @@ func (s *rulesSource) load(l *loaded) error {
 		if cfg, err = ParseRules(b); err != nil {
 			return fmt.Errorf("%s: %w", s.path, err)
 		}
-		from = "RulesFile " + s.path
 	case s.json != nil:
 		var err error
 		if cfg, err = ParseRules(s.json); err != nil {
 			return err
 		}
-		from = "RulesJSON"
 	default:
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
 	}
-	return l.addRules(from, cfg)
+	return l.addRules(cfg, "")
+}
+
+// addRules merges the services of cfg into the rule config loaded so
+// far; a service two sources define is an error. from names the source
+// in that error.
+func (l *loaded) addRules(cfg *RuleConfig, from string) error {
+	if l.rules == nil {
+		l.rules = &RuleConfig{Services: map[string]ServiceRules{}}
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
+		if _, dup := l.rules.Services[name]; dup {
+			if from != "" {
+				return fmt.Errorf("authz: %s: service %q has rules in another source too", from, name)
+			}
+			return fmt.Errorf("authz: rule config: service %q has rules in another source too", name)
+		}
+		l.rules.Services[name] = cfg.Services[name]
+	}
+	return nil
+}
+
+// serviceRulesSource is one service's rules in the form Space Cloud
+// wrote them, {"functions": {...}}: given as JSON for a service, or a
+// directory of <service>.json files.
+type serviceRulesSource struct {
+	service string
+	json    []byte
+	dir     string
+}
+
+func (s *serviceRulesSource) load(l *loaded) error {
+	if s.dir == "" {
+		sr, err := ParseServiceRules(s.service, s.json)
+		if err != nil {
+			return err
+		}
+		return l.addRules(&RuleConfig{Services: map[string]ServiceRules{s.service: *sr}}, "")
+	}
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("authz: %w", err)
+	}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if e.IsDir() || !ok || strings.HasPrefix(name, ".") {
+			continue
+		}
+		path := filepath.Join(s.dir, e.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("authz: %w", err)
+		}
+		if len(b) == 0 {
+			return fmt.Errorf("authz: %s is empty (a write in progress?)", path)
+		}
+		l.files = append(l.files, path)
+		sr, err := ParseServiceRules(name, b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if err := l.addRules(&RuleConfig{Services: map[string]ServiceRules{name: *sr}}, path); err != nil {
+			return err
+		}
+	}
+	return nil
 }

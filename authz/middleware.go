@@ -1,13 +1,13 @@
 package authz
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strings"
 
-	"github.com/open-policy-agent/opa/v1/ast"
-
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -49,25 +49,29 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 			transport.WriteHTTPError(w, err)
 			return
 		}
+		ctx := r.Context()
 		var (
-			params ast.Value
-			pl     *plan
+			params any
+			cp     *callPlan
 			held   bool // a decoding slot
 		)
 		if p != nil {
-			planned := p.plan(in.Service, in.Function)
-			pl = &planned
+			cp = p.plan(ctx, in.Service, in.Function)
 			if cfg.claims != nil {
-				if claims, ok := cfg.claims(r.Context()); ok && claims != nil {
+				if claims, ok := cfg.claims(ctx); ok && claims != nil {
 					in.Auth = claims
 				}
 			}
-			if pl.uses.has("params") {
+			if c, ok := reqctx.Caller(ctx); ok {
+				in.Caller = &c
+			}
+			if cp.params != nil {
 				data, err := readBody(r, cfg.maxBody)
 				if err != nil {
 					transport.WriteHTTPError(w, err)
 					return
 				}
+				in.Params = json.RawMessage(data)
 				// The body is read (at most maxBody); what decoding it
 				// and deciding take is bounded by the slots.
 				if !a.acquire() {
@@ -75,14 +79,13 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 					return
 				}
 				held = true
-				whole, paths := pl.uses.below("params")
-				if params, err = bodyParams(data, newReadTree(whole, paths), !pl.uses.eager); err != nil {
+				if params, err = bodyParams(data, cp.params); err != nil {
 					a.release()
 					transport.WriteHTTPError(w, err)
 					return
 				}
 			}
-			if pl.uses.has("http") {
+			if cp.uses.has("http") {
 				in.HTTP = &HTTPInput{Method: r.Method, Path: r.URL.Path, Headers: map[string]string{}}
 				for _, name := range cfg.headers {
 					if vs := r.Header.Values(name); len(vs) > 0 {
@@ -91,7 +94,7 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 				}
 			}
 		}
-		d, err := a.decide(r.Context(), p, &in, params, pl)
+		d, err := a.decide(ctx, p, &in, cp, params, true)
 		if held {
 			a.release()
 		}
@@ -136,11 +139,11 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 
 // bodyParams decodes what t reads of a request body, with errors for the
 // caller.
-func bodyParams(data []byte, t *readTree, lazy bool) (ast.Value, error) {
+func bodyParams(data []byte, t *readTree) (any, error) {
 	if len(data) == 0 {
-		return ast.NullValue, nil
+		return nil, nil
 	}
-	v, err := decodeParams(data, t, lazy)
+	v, err := goParams(json.RawMessage(data), t)
 	switch {
 	case errors.Is(err, errParamsCost):
 		return nil, transport.WrapError(transport.CodeTooLarge, "request body too large for the policy to read", err)

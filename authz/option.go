@@ -101,9 +101,8 @@ func Data(doc map[string]any) Option {
 // meaning of the Rego module it compiles to (see [RuleConfig.Rego]), and
 // checked before any Rego policy: a call the rules
 // deny is denied with the rules' decision; a call they allow goes on to the
-// Rego policy, when there is one. Rule configs given by several sources
-// (Rules, RulesJSON, RulesFile, RulesDir, ServiceRulesJSON) add up into
-// one; a service given by two of them is an error.
+// Rego policy, when there is one. Several rule configs merge (see
+// [ServiceRulesJSON]).
 func Rules(cfg *RuleConfig) Option {
 	return optionFunc(func(c *config) {
 		c.sources = append(c.sources, &rulesSource{cfg: cfg})
@@ -114,6 +113,27 @@ func Rules(cfg *RuleConfig) Option {
 func RulesJSON(data []byte) Option {
 	return optionFunc(func(c *config) {
 		c.sources = append(c.sources, &rulesSource{json: data})
+	})
+}
+
+// ServiceRulesJSON adds the rules of one service in the form Space
+// Cloud's documentation writes a service's config, {"functions": {...}}
+// (see [ParseServiceRules]). Rules from several sources ([Rules],
+// [RulesJSON], [RulesFile], [ServiceRulesJSON], [RulesDir]) merge into
+// one config; a service that two of them define is an error.
+func ServiceRulesJSON(service string, data []byte) Option {
+	return optionFunc(func(c *config) {
+		c.sources = append(c.sources, &serviceRulesSource{service: service, json: data})
+	})
+}
+
+// RulesDir adds the rules of each service from a directory of
+// <service>.json files, each in the form of [ServiceRulesJSON]; other
+// files are skipped. With [WithWatch], changes to it are loaded while
+// running.
+func RulesDir(dir string) Option {
+	return optionFunc(func(c *config) {
+		c.sources = append(c.sources, &serviceRulesSource{dir: dir})
 	})
 }
 

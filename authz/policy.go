@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
@@ -16,64 +18,63 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
-// policy is one complete, compiled policy. It never changes once built;
-// a reload builds a new one and swaps it in whole, so a request sees either
-// the old policy or the new one, never a mix.
+// policy is one complete, compiled policy. It never changes once built
+// (but for the plans and caches it fills as calls come); a reload builds a
+// new one and swaps it in whole, so a request sees either the old policy
+// or the new one, never a mix.
 type policy struct {
-	rules *rulesEval // the rule config; nil without one
-	user  *evaluator // the Rego policy's query; nil without modules
-	files []string   // the files on disk it was read from
-}
-
-// evaluator is one prepared query.
-type evaluator struct {
-	query    string
-	full     rego.PreparedEvalQuery
-	uses     inputUses
-	compiler *ast.Compiler // the compiled modules, read-only
+	// stages decide in order: the rule config's, then the Rego policy's.
+	// A call must be allowed by each; the first denial stands.
+	stages  []*stage
+	plans   plans
+	generic *callPlan // for names beyond the plans table
+	files   []string  // the files on disk it was read from
 }
 
 // compilePolicy compiles what the sources loaded.
-func compilePolicy(ctx context.Context, l *loaded, query string) (*policy, error) {
+func compilePolicy(ctx context.Context, l *loaded, query string, log *slog.Logger) (*policy, error) {
 	p := &policy{}
+	if l.rules != nil {
+		src, err := l.rules.Rego()
+		if err != nil {
+			return nil, err
+		}
+		m, err := ast.ParseModuleWithOpts(rulesFile, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			return nil, fmt.Errorf("authz: the rule config's Rego does not parse: %w", err) // a bug
+		}
+		st, err := prepare(ctx, map[string]*ast.Module{rulesFile: m}, nil, ast.MustParseRef(RulesQuery))
+		if err != nil {
+			return nil, fmt.Errorf("authz: the rule config's Rego: %w", err) // a bug
+		}
+		st.name = "rule config"
+		p.stages = append(p.stages, st)
+	}
 	if len(l.modules) > 0 {
 		ref, err := parseQuery(query)
 		if err != nil {
 			return nil, err
 		}
-		if p.user, err = prepare(ctx, l.modules, l.data, ref); err != nil {
+		st, err := prepare(ctx, l.modules, l.data, ref)
+		if err != nil {
 			return nil, err
 		}
+		p.stages = append(p.stages, st)
 	}
-	if l.rules != nil {
-		var err error
-		if p.rules, err = newRulesEval(l.rules); err != nil {
-			return nil, err
-		}
+	for _, st := range p.stages {
+		st.log = log
 	}
+	generic := make([]*plan, len(p.stages))
+	for i, st := range p.stages {
+		generic[i] = st.generic()
+	}
+	p.generic = newCallPlan(generic)
+	p.generic.once.Do(func() {})
 	return p, nil
 }
 
-// plan is how a call to one service.function is decided: what the
-// policy reads of the input, and the rule config's residual (nil without a
-// rule config).
-type plan struct {
-	uses inputUses
-	rule *ruleEntry
-}
-
-func (p *policy) plan(service, function string) plan {
-	var pl plan
-	if p.user != nil {
-		pl.uses = p.user.uses
-	}
-	if p.rules == nil {
-		return pl
-	}
-	e := p.rules.entry(service, function)
-	pl.uses, pl.rule = pl.uses.union(e.uses), e
-	return pl
-}
+// rulesFile is the name of the rule config's module in errors.
+const rulesFile = "rules.json.rego"
 
 // parseQuery checks that a query is a reference into data by constant
 // keys, like data.funcmesh.authz.
@@ -93,10 +94,16 @@ func parseQuery(q string) (ast.Ref, error) {
 	return ref, nil
 }
 
-// prepare compiles modules and data and prepares the query ref.
-func prepare(ctx context.Context, modules map[string]*ast.Module, data map[string]any, ref ast.Ref) (*evaluator, error) {
+// prepare compiles modules and data and prepares the stage deciding at
+// ref.
+func prepare(ctx context.Context, modules map[string]*ast.Module, data map[string]any, ref ast.Ref) (*stage, error) {
 	if data == nil {
 		data = map[string]any{}
+	}
+	for name, m := range modules {
+		if reserved(m.Package.Path) {
+			return nil, fmt.Errorf("authz: %s: package %s: names of the form funcmesh_…__ are reserved", name, m.Package.Path)
+		}
 	}
 	store, err := newStore(ctx, data)
 	if err != nil {
@@ -126,9 +133,8 @@ func prepare(ctx context.Context, modules map[string]*ast.Module, data map[strin
 	if isPackage && !hasData && len(c.GetRulesWithPrefix(allowRef)) == 0 {
 		return nil, fmt.Errorf("authz: query %s: the package has no allow rule, so it would deny every call", ref)
 	}
-
-	e := &evaluator{query: ref.String(), compiler: c}
-	if isPackage && !hasData {
+	pkg := isPackage && !hasData
+	if pkg {
 		// The decision is allow, status, reason and headers, each
 		// evaluated: an error in any of them is an error, even when
 		// allow is true. The package's other rules are helpers and are
@@ -136,18 +142,18 @@ func prepare(ctx context.Context, modules map[string]*ast.Module, data map[strin
 		if c, err = withDecisionModule(modules, store, txn, ref); err != nil {
 			return nil, err
 		}
-		e.compiler = c
-		ref = decisionRef
 	}
-	if e.full, err = prepareRef(ctx, c, store, ref); err != nil {
-		return nil, err
+	return newStage(ctx, ref.String(), c, store, ref, pkg)
+}
+
+// reserved reports whether a package path is one of authz's own: its
+// first name has the form funcmesh_…__.
+func reserved(path ast.Ref) bool {
+	if len(path) < 2 {
+		return false
 	}
-	nodes := make([]any, 0, len(c.Modules))
-	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
-		nodes = append(nodes, c.Modules[name])
-	}
-	e.uses = usesOf(nodes...)
-	return e, nil
+	s, ok := path[1].Value.(ast.String)
+	return ok && strings.HasPrefix(string(s), "funcmesh_") && strings.HasSuffix(string(s), "__")
 }
 
 // decisionPackage is the package of the module that gathers a package's
@@ -160,11 +166,6 @@ var decisionRef = ast.MustParseRef("data." + decisionPackage + ".decision")
 // decision is the object of pkg's allow, status, reason and headers, each
 // key present when its rule is defined.
 func withDecisionModule(modules map[string]*ast.Module, store storage.Store, txn storage.Transaction, pkg ast.Ref) (*ast.Compiler, error) {
-	for name, m := range modules {
-		if m.Package.Path.HasPrefix(decisionRef[:2]) {
-			return nil, fmt.Errorf("authz: %s: package %s is reserved", name, decisionPackage)
-		}
-	}
 	src := "package " + decisionPackage + "\n"
 	for _, k := range []string{"allow", "status", "reason", "headers"} {
 		src += fmt.Sprintf("decision[%q] := %s\n", k, pkg.Append(ast.StringTerm(k)))
@@ -205,44 +206,43 @@ var (
 	neverCancels = rego.EvalExternalCancel(topdown.NewCancel())
 )
 
+// clock, when set (by the tests), is the time evaluations see in
+// time.now_ns; nil is the time now.
+var clock atomic.Pointer[func() time.Time]
+
 // errUndefined marks a query that has no value for the input.
 var errUndefined = errors.New("authz: decision undefined")
 
-// decide evaluates the query for input.
-func (e *evaluator) decide(ctx context.Context, input ast.Value, log *slog.Logger) (Decision, error) {
-	v, err := e.eval(ctx, e.full, input)
-	switch {
-	case errors.Is(err, errUndefined):
-		return boolDecision(false), nil
-	case err != nil:
-		return Decision{}, fmt.Errorf("authz: %s: %w", e.query, err)
-	}
-	d, err := decisionOf(v, log)
-	if err != nil {
-		return Decision{}, fmt.Errorf("authz: %s: %w", e.query, err)
-	}
-	return d, nil
-}
-
-// eval evaluates pq for input and returns its value, errUndefined when it
-// has none. It stops when ctx is done.
-func (e *evaluator) eval(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value) (_ ast.Value, err error) {
-	defer recoverEval(&err)
+// evalContext evaluates pq for input and returns its value, errUndefined
+// when it has none. It stops when ctx is done.
+func evalContext(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value) (_ ast.Value, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cancel := neverCancels
-	if ctx.Done() != nil {
-		c := topdown.NewCancel()
-		stop := context.AfterFunc(ctx, c.Cancel)
-		defer stop()
-		cancel = rego.EvalExternalCancel(c)
+	if ctx.Done() == nil {
+		return evalQuery(ctx, pq, input, neverCancels)
 	}
-	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input), noMetrics, keepAST, cancel)
+	c := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, c.Cancel)
+	defer stop()
+	v, err := evalQuery(ctx, pq, input, rego.EvalExternalCancel(c))
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, cerr
 		}
+	}
+	return v, err
+}
+
+// evalQuery evaluates pq for input, turning a panic into an error.
+func evalQuery(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value, opts ...rego.EvalOption) (_ ast.Value, err error) {
+	defer recoverEval(&err)
+	opts = append(opts, rego.EvalParsedInput(input), noMetrics, keepAST)
+	if now := clock.Load(); now != nil {
+		opts = append(opts, rego.EvalTime((*now)()))
+	}
+	rs, err := pq.Eval(ctx, opts...)
+	if err != nil {
 		return nil, err
 	}
 	switch len(rs) {
@@ -255,7 +255,7 @@ func (e *evaluator) eval(ctx context.Context, pq rego.PreparedEvalQuery, input a
 			}
 		}
 	}
-	return nil, fmt.Errorf("authz: query %s: %d results", e.query, len(rs))
+	return nil, fmt.Errorf("%d results", len(rs))
 }
 
 // recoverEval turns a panic inside OPA into an error, so that input OPA

@@ -133,25 +133,18 @@ const (
 )
 
 // RuleError is one problem in a rule config: Path names the place in the
-// config, in the form services.payments.functions.charge.rule.clauses[1].eval
-// (functions.charge.rule… in a service's config); File, when the config
-// was read from a file, names it.
+// config, in the form services.payments.functions.charge.rule.clauses[1].eval.
 type RuleError struct {
-	File string
 	Path string
 	Msg  string
 }
 
 // Error implements error.
 func (e *RuleError) Error() string {
-	s := "authz: rule config: "
-	if e.File != "" {
-		s += e.File + ": "
+	if e.Path == "" {
+		return "authz: rule config: " + e.Msg
 	}
-	if e.Path != "" {
-		s += e.Path + ": "
-	}
-	return s + e.Msg
+	return "authz: rule config: " + e.Path + ": " + e.Msg
 }
 
 // maxRuleDepth bounds the nesting of clauses, so that neither the
@@ -190,41 +183,39 @@ func ParseRules(data []byte) (*RuleConfig, error) {
 	return cfg, nil
 }
 
-// ParseServiceRules decodes and validates one service's rule config in the
-// form Space Cloud wrote it, {"functions": {"charge": {"rule": …}}}, with
-// the checks of [ParseRules]; error paths start at functions.
-func ParseServiceRules(data []byte) (*ServiceRules, error) {
-	return parseServiceRules("", data)
-}
-
-func parseServiceRules(file string, data []byte) (*ServiceRules, error) {
-	p := &ruleParser{file: file}
+// ParseServiceRules decodes and validates the rules of one service in the
+// form Space Cloud's documentation writes them,
+//
+//	{"functions": {"charge": {"rule": {"rule": "authenticated"}}}}
+//
+// with the checks of [ParseRules]; each error's path starts at
+// services.<service>, as in the whole config.
+func ParseServiceRules(service string, data []byte) (*ServiceRules, error) {
+	p := &ruleParser{}
 	doc, err := p.decode(data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("authz: rule config of service %q: %w", service, err)
 	}
-	svc := p.service("", doc)
+	cfg := p.config(map[string]any{"services": map[string]any{service: doc}})
 	if len(p.errs) > 0 {
 		return nil, p.err()
 	}
-	v := &ruleParser{file: file}
-	validateService(v, "", &svc)
-	if len(v.errs) > 0 {
-		return nil, v.err()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	return &svc, nil
+	sr := cfg.Services[service]
+	return &sr, nil
 }
 
 // ruleParser turns the generic JSON value into a RuleConfig, collecting
 // errors about the shape (unknown fields, wrong JSON types).
 type ruleParser struct {
-	file string // the file read, for errors; "" when none
 	errs []error
 }
 
 func (p *ruleParser) fail(path, format string, args ...any) {
 	if len(p.errs) < maxRuleErrors {
-		p.errs = append(p.errs, &RuleError{File: p.file, Path: path, Msg: fmt.Sprintf(format, args...)})
+		p.errs = append(p.errs, &RuleError{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
 }
 
@@ -237,12 +228,12 @@ func (p *ruleParser) decode(data []byte) (any, error) {
 	var doc any
 	if err := dec.Decode(&doc); err != nil {
 		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-			return nil, &RuleError{File: p.file, Msg: fmt.Sprintf("%v (at byte %d)", se, se.Offset)}
+			return nil, &RuleError{Msg: fmt.Sprintf("%v (at byte %d)", se, se.Offset)}
 		}
-		return nil, &RuleError{File: p.file, Msg: err.Error()}
+		return nil, &RuleError{Msg: err.Error()}
 	}
 	if _, err := dec.Token(); err == nil {
-		return nil, &RuleError{File: p.file, Msg: "trailing data after the JSON value"}
+		return nil, &RuleError{Msg: "trailing data after the JSON value"}
 	}
 	return doc, nil
 }
@@ -416,20 +407,6 @@ func (c *RuleConfig) Validate() error {
 		svc := c.Services[name]
 		validateService(v, path, &svc)
 	}
-	if len(v.errs) > 0 {
-		return v.err()
-	}
-	return nil
-}
-
-// Validate reports every problem in s the way [RuleConfig.Validate] does,
-// with paths that start at functions.
-func (s *ServiceRules) Validate() error {
-	if s == nil {
-		return &RuleError{Msg: "nil config"}
-	}
-	v := &ruleParser{}
-	validateService(v, "", s)
 	if len(v.errs) > 0 {
 		return v.err()
 	}

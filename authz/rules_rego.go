@@ -92,15 +92,30 @@ func (g *regoGen) module(c *RuleConfig) {
 	g.p("")
 	g.p("decision := {\"allow\": true} if allow")
 	g.p("")
-	if f.errors {
-		g.errorDecisions()
-	} else {
-		g.p("decision := %s if {", denyDecision(401, rulesAuthReason))
-		g.p("\tnot allow")
-		g.p("\tanonymous")
-		g.p("\tentry in needs_auth")
-		g.p("}")
-	}
+	g.p("decision := {\"allow\": false, \"status\": 401, \"reason\": messages[entry]} if {")
+	g.p("\tnot allow")
+	g.p("\tauth_denial")
+	g.p("}")
+	g.p("")
+	g.p("decision := %s if {", denyDecision(401, rulesAuthReason))
+	g.p("\tnot allow")
+	g.p("\tauth_denial")
+	g.p("\tnot messages[entry]")
+	g.p("}")
+	g.p("")
+	g.p("decision := {\"allow\": false, \"status\": 403, \"reason\": messages[entry]} if {")
+	g.p("\tnot allow")
+	g.p("\tnot auth_denial")
+	g.p("}")
+	g.p("")
+	g.p("# auth_denial is true when signing in might help: the caller is")
+	g.p("# anonymous and the entry's rule refers to claims (status 401).")
+	g.p("auth_denial if {")
+	g.p("\tanonymous")
+	g.p("\tentry in needs_auth")
+	g.p("}")
+	g.p("")
+	g.messages(es)
 	g.p("")
 	g.p("# anonymous is true when the caller presented no claims.")
 	g.p("anonymous if not is_object(input.auth)")
@@ -156,9 +171,6 @@ func (g *regoGen) module(c *RuleConfig) {
 	}
 	for _, e := range es {
 		g.node(e.path+".rule", e.id, e.rule)
-	}
-	if f.errors {
-		g.entryErrors(es)
 	}
 	if f.calls {
 		g.callInput(f.webhooks)
@@ -330,72 +342,62 @@ func (g *regoGen) callInput(webhooks bool) {
 	g.p("} else := {\"content-type\": \"application/json\"}")
 }
 
-// errorDecisions writes the denials of a config with error messages:
-// the message of the entry's rule when it has one, else the default.
-func (g *regoGen) errorDecisions() {
-	g.p("decision := {\"allow\": false, \"status\": 401, \"reason\": reason(%s)} if {", quote(rulesAuthReason))
-	g.p("\tnot allow")
-	g.p("\tunauthenticated")
-	g.p("}")
-	g.p("")
-	g.p("decision := {\"allow\": false, \"status\": 403, \"reason\": reason(%s)} if {", quote(rulesDenyReason))
-	g.p("\tnot allow")
-	g.p("\tnot unauthenticated")
-	g.p("}")
-	g.p("")
-	g.p("unauthenticated if {")
-	g.p("\tanonymous")
-	g.p("\tentry in needs_auth")
-	g.p("}")
-	g.p("")
-	g.p("# reason is the message of a denial: the error of the rule that denied,")
-	g.p("# or the default.")
-	g.p("reason(default_reason) := m if {")
-	g.p("\tm := entry_error")
-	g.p("\tm != \"\"")
-	g.p("} else := default_reason")
-}
-
-// entryErrors writes entry_error, the message the entry's rule gives when
-// it denies.
-func (g *regoGen) entryErrors(es []configEntry) {
-	g.p("")
-	g.p("# entry_error is the message of the entry's rule when it denies (\"\" for")
-	g.p("# none).")
-	for _, e := range es {
-		if hasError(e.rule) {
-			g.p("entry_error := %s_error if entry == %s", e.id, quote(e.key))
+// messages writes the messages the entries' rules give their denials:
+// a table when each is an entry rule's own error, and one rule per entry
+// when some come from clauses.
+func (g *regoGen) messages(es []configEntry) {
+	g.p("# messages holds the error messages the entries' rules carry.")
+	clauses := slices.ContainsFunc(es, func(e configEntry) bool { return e.rule.Error == "" && hasError(e.rule) })
+	if !clauses {
+		var msgs []string
+		for _, e := range es {
+			if e.rule.Error != "" {
+				msgs = append(msgs, fmt.Sprintf("%s: %s", quote(e.key), quote(e.rule.Error)))
+			}
+		}
+		g.p("messages := {%s}", strings.Join(msgs, ", "))
+		return
+	}
+	g.p("# A message from a clause holds when the rule denied because of it.")
+	for i, e := range es {
+		if !hasError(e.rule) {
+			continue
+		}
+		if i > 0 {
 			g.p("")
 		}
+		g.p("messages[%s] := %s_error", quote(e.key), e.id)
 	}
 }
 
 // nodeError writes <id>_error, the message node id gives when it denies:
 // its own error; else for and, that of the first clause that denies; for
-// or, that of the last clause, as Space Cloud's formatError chain did.
+// or, that of the last clause, as Space Cloud's chain of formatError
+// did. It is undefined when that clause gives none. No else: each
+// definition holds alone, so that partial evaluation inlines them.
 func (g *regoGen) nodeError(id string, r *Rule) {
-	clauseErr := func(i int) string {
-		if hasError(&r.Clauses[i]) {
-			return fmt.Sprintf("%s_%d_error", id, i)
-		}
-		return `""`
-	}
-	g.p("")
 	switch {
 	case r.Error != "":
+		g.p("")
 		g.p("%s_error := %s", id, quote(r.Error))
 	case r.Kind == KindAnd:
 		for i := range r.Clauses {
-			prefix := "} else := "
-			if i == 0 {
-				prefix = id + "_error := "
+			if !hasError(&r.Clauses[i]) {
+				continue
 			}
-			g.p("%s%s if {", prefix, clauseErr(i))
+			g.p("")
+			g.p("%s_error := %s_%d_error if {", id, id, i)
+			for j := range i {
+				g.p("\t%s_%d", id, j)
+			}
 			g.p("\tnot %s_%d", id, i)
+			g.p("}")
 		}
-		g.p("} else := \"\"")
 	case r.Kind == KindOr:
-		g.p("%s_error := %s", id, clauseErr(len(r.Clauses)-1))
+		if last := len(r.Clauses) - 1; hasError(&r.Clauses[last]) {
+			g.p("")
+			g.p("%s_error := %s_%d_error", id, id, last)
+		}
 	}
 }
 
@@ -406,14 +408,13 @@ func hasError(r *Rule) bool {
 
 // moduleFeatures says which parts of the module a config needs.
 type moduleFeatures struct {
-	errors, calls, webhooks, dates bool
+	calls, webhooks, dates bool
 }
 
 func features(es []configEntry) moduleFeatures {
 	var f moduleFeatures
 	var walk func(r *Rule)
 	walk = func(r *Rule) {
-		f.errors = f.errors || r.Error != ""
 		f.calls = f.calls || r.Kind == KindFunc || r.Kind == KindWebhook
 		f.webhooks = f.webhooks || r.Kind == KindWebhook
 		f.dates = f.dates || r.Kind == KindMatch && r.Type == TypeDate

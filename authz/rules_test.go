@@ -216,7 +216,7 @@ func TestParseRulesErrors(t *testing.T) {
 		{"missing kind", wrap(`{}`), at + ".rule: missing"},
 		{"kind not a string", wrap(`{"rule": 1}`), at + ".rule: want a string, got a number"},
 		{"unknown kind", wrap(`{"rule": "query"}`), at + `.rule: unknown rule kind "query"`},
-		{"unknown field", wrap(`{"rule": "allow", "store": "x"}`), at + ".store: unknown field"},
+		{"unknown field", wrap(`{"rule": "allow", "errors": "x"}`), at + ".errors: unknown field"},
 		{"clauses on allow", wrap(`{"rule": "allow", "clauses": []}`), at + `.clauses: not used by a "allow" rule`},
 		{"eval on deny", wrap(`{"rule": "deny", "eval": "=="}`), at + `.eval: not used by a "deny" rule`},
 		{"and without clauses", wrap(`{"rule": "and"}`), at + `.clauses: a "and" rule needs at least one clause`},

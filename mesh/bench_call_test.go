@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/funcmesh/funcmesh/broker"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/transport"
 )
 
 // BenchmarkCall compares, in one run, the ways an HTTP app can reach a
@@ -38,6 +40,9 @@ import (
 //	mesh-uncached mesh with the JWT verifier's token cache off, so that
 //	              every call verifies its token's signature in full (as
 //	              when every call carries a token not seen before)
+//	mesh-rego     mesh with the quickstart's Rego policy
+//	              (examples/quickstart/policy.rego) after the rule config,
+//	              as the quickstart composes them
 //
 // Run it with
 //
@@ -186,7 +191,12 @@ func startCallPaths(b *testing.B) []callPath {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	gw, err := mesh.NewGateway(brk.Conn())
+	// As a host does, the gateway signs the claims it forwards.
+	signer, err := transport.NewClaimsSigner(brk.ClaimsKey())
+	if err != nil {
+		b.Fatal(err)
+	}
+	gw, err := mesh.NewGateway(brk.Conn(), mesh.WithClaimsSigner(signer))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -210,6 +220,16 @@ func startCallPaths(b *testing.B) []callPath {
 	}
 	b.Cleanup(func() { _ = policy.Close() })
 	full := alice.New(middleware.RequestID, middleware.Recover(nil), middleware.JWT(verifier), policy.Middleware).Then(gw)
+	quickstartRego, err := os.ReadFile("../examples/quickstart/policy.rego")
+	if err != nil {
+		b.Fatal(err)
+	}
+	regoPolicy, err := authz.New(ctx, authz.RulesJSON([]byte(benchRules)), authz.Module("policy.rego", string(quickstartRego)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = regoPolicy.Close() })
+	withRego := alice.New(middleware.RequestID, middleware.Recover(nil), middleware.JWT(verifier), regoPolicy.Middleware).Then(gw)
 	uncached := alice.New(middleware.RequestID, middleware.Recover(nil), middleware.JWT(uncachedVerifier), policy.Middleware).Then(gw)
 	bare := alice.New(middleware.RequestID, middleware.Recover(nil)).Then(gw)
 
@@ -270,6 +290,7 @@ func startCallPaths(b *testing.B) []callPath {
 		{"nats", serve(b, route, natsHandler) + "/fn/bench/echo"},
 		{"direct", serve(b, route, http.HandlerFunc(echoHTTP)) + "/fn/bench/echo"},
 		{"mesh-uncached", serve(b, route, uncached) + "/fn/bench/echo"},
+		{"mesh-rego", serve(b, route, withRego) + "/fn/bench/echo"},
 	}
 }
 

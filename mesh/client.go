@@ -55,6 +55,7 @@ type Client struct {
 	metrics     *Metrics
 	callPrefix  string
 	signer      *transport.ClaimsSigner
+	router      *Router // WithLocalRouter
 
 	inboxMu sync.Mutex
 	inboxes sync.Map // inboxKey → *inbox
@@ -103,6 +104,7 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 		metrics:     cfg.metrics,
 		callPrefix:  cfg.callPrefix,
 		signer:      cfg.signer,
+		router:      cfg.router,
 	}
 	if cfg.tracer != nil {
 		c.tracer = cfg.tracer.Tracer(instrumentationName)
@@ -297,17 +299,28 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 
 	out.msg.Data = req.Params
 	var ib *inbox
+	msg := &out.msg
 	if inCall {
 		out.msg.Subject = c.callPrefix + "." + call.svc.name + "." + req.Service + "." + req.Function
 		var err error
-		if ib, err = c.inbox(nc, call.svc.name); err != nil {
+		if c.router != nil {
+			// The router's checks in the process, then straight to the
+			// function.
+			fwd := getOutMsg()
+			defer fwd.release()
+			if _, err := c.router.check(&out.msg, call.svc.name, req.Service, req.Function, fwd); err != nil {
+				e := transport.AsError(err)
+				return Reply{}, e.Code(), e
+			}
+			msg = &fwd.msg
+		} else if ib, err = c.inbox(nc, call.svc.name); err != nil {
 			e := transport.WrapError(transport.CodeUnavailable, "cannot receive answers to nested calls", err)
 			return Reply{}, e.Code(), e
 		}
 	} else {
 		out.msg.Subject = c.prefix + "." + req.Service + "." + req.Function
 	}
-	rep, err := c.send(ctx, nc, ib, timeout, deadline, req, &out.msg)
+	rep, err := c.send(ctx, nc, ib, timeout, deadline, req, msg)
 	code := codeOK
 	if err != nil {
 		code = err.Code()
@@ -376,7 +389,7 @@ func (c *Client) send(ctx context.Context, nc *nats.Conn, ib *inbox, timeout tim
 // type); trace headers bring their own.
 type outMsg struct {
 	msg  nats.Msg
-	vals [8]string
+	vals [10]string
 	n    int
 }
 
@@ -397,7 +410,7 @@ func (o *outMsg) set(key, value string) {
 // use it after.
 func (o *outMsg) release() {
 	clear(o.msg.Header)
-	o.vals = [8]string{}
+	o.vals = [10]string{}
 	o.n = 0
 	o.msg.Subject, o.msg.Data, o.msg.Reply = "", nil, ""
 	outMsgPool.Put(o)

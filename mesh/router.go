@@ -118,6 +118,10 @@ func WithRouterWorkers(n int) RouterOption {
 // let A publish there (to $JS.API or $SYS, say). Relayed, every message a
 // service receives has a reply subject chosen by the host.
 //
+// A service in the host process may pass its nested calls to the Router in
+// the process instead ([WithLocalRouter]): the same checks, then straight
+// to the function.
+//
 // A Router is safe for concurrent use. Stop it with [Router.Stop].
 type Router struct {
 	nc        *nats.Conn
@@ -133,10 +137,42 @@ type Router struct {
 
 	refused atomic.Int64
 
+	// claims caches the decoded claims of signatures already checked, by
+	// their JSON: a chain of nested calls carries the same claims, and
+	// decoding them is the largest cost of a check.
+	claims      sync.Map // string → *decodedClaims
+	claimsCount atomic.Int64
+
 	stopOnce  sync.Once
 	stopped   chan struct{}
 	sweepOnce sync.Once
 	sweeper   chan struct{}
+}
+
+type decodedClaims struct {
+	m   map[string]any
+	raw []byte
+}
+
+// maxCachedClaims bounds the claims a Router keeps decoded.
+const maxCachedClaims = 1024
+
+// decodeClaims returns claims decoded, from the cache when it can.
+func (r *Router) decodeClaims(claims string) (*decodedClaims, error) {
+	if d, ok := r.claims.Load(claims); ok {
+		return d.(*decodedClaims), nil
+	}
+	m, err := transport.DecodeClaims(claims)
+	if err != nil {
+		return nil, err
+	}
+	d := &decodedClaims{m: m, raw: []byte(claims)}
+	if r.claimsCount.Add(1) > maxCachedClaims {
+		r.claims.Clear()
+		r.claimsCount.Store(1)
+	}
+	r.claims.Store(claims, d)
+	return d, nil
 }
 
 // pendingCall is a forwarded call whose answer the Router relays.
@@ -291,7 +327,9 @@ func (r *Router) route(m *nats.Msg) {
 		}
 		return
 	}
-	out, err := r.check(m, caller, service, function)
+	out := getOutMsg()
+	defer out.release()
+	deadline, err := r.check(m, caller, service, function, out)
 	if err != nil {
 		r.replyError(m.Reply, transport.AsError(err))
 		return
@@ -301,7 +339,7 @@ func (r *Router) route(m *nats.Msg) {
 	for r.pending[tok].reply != "" {
 		tok = token()
 	}
-	r.pending[tok] = pendingCall{reply: m.Reply, service: service, function: function, deadline: out.deadline}
+	r.pending[tok] = pendingCall{reply: m.Reply, service: service, function: function, deadline: deadline}
 	r.mu.Unlock()
 	out.msg.Reply = r.replyPrefix + tok
 	if err := r.nc.PublishMsg(&out.msg); err != nil {
@@ -316,82 +354,78 @@ func (r *Router) route(m *nats.Msg) {
 	}
 }
 
-// forward is a checked call, ready to be sent on.
-type forward struct {
-	msg      nats.Msg
-	deadline time.Time
-}
-
 var errUnsigned = transport.NewError(transport.CodeUnauthenticated, "forwarded claims without the host's valid signature")
 
-// check verifies what a nested call carries, asks the policy, and returns
-// the call to forward.
-func (r *Router) check(m *nats.Msg, caller, service, function string) (*forward, error) {
+// check verifies what a nested call carries, asks the policy, and fills
+// out with the call to forward; it returns the forwarded call's deadline.
+func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMsg) (time.Time, error) {
 	now := time.Now()
 	h := m.Header
 	requestID := headerValue(h, transport.HeaderRequestID)
 	if requestID != "" && !reqctx.ValidRequestID(requestID) {
-		return nil, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderRequestID+" header")
+		return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderRequestID+" header")
 	}
 	var deadline time.Time
 	if v := headerValue(h, transport.HeaderDeadline); v != "" {
 		d, err := transport.ParseDeadline(v)
 		if err != nil {
-			return nil, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderDeadline+" header", err)
+			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderDeadline+" header", err)
 		}
 		deadline = d
 	}
 	claims := headerValue(h, transport.HeaderAuth)
+	sig := headerValue(h, transport.HeaderAuthSig)
 	if claims != "" {
 		if !validClaims(claims) {
-			return nil, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: want a JSON object")
+			return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: want a JSON object")
 		}
 		if requestID == "" || deadline.IsZero() {
-			return nil, errUnsigned
+			return time.Time{}, errUnsigned
 		}
-		switch err := r.cfg.signer.Verify(headerValue(h, transport.HeaderAuthSig), claims, requestID, deadline, now); {
+		switch err := r.cfg.signer.Verify(sig, claims, requestID, deadline, now); {
 		case errors.Is(err, transport.ErrClaimsExpired):
-			return nil, transport.WrapError(transport.CodeDeadlineExceeded, "the call's deadline has passed", err)
+			return time.Time{}, transport.WrapError(transport.CodeDeadlineExceeded, "the call's deadline has passed", err)
 		case err != nil:
-			return nil, transport.WrapError(errUnsigned.Code(), errUnsigned.Message(), err)
+			return time.Time{}, transport.WrapError(errUnsigned.Code(), errUnsigned.Message(), err)
 		}
 	} else if limit := now.Add(r.cfg.timeout); deadline.IsZero() || deadline.After(limit) {
 		// Anonymous: the deadline is the caller's word, within bounds.
 		deadline = limit
 	}
+	signed := deadline
 	if v := headerValue(h, transport.TimeoutHeader); v != "" {
 		d, err := transport.ParseTimeout(v)
 		if err != nil {
-			return nil, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.TimeoutHeader+" header", err)
+			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.TimeoutHeader+" header", err)
 		}
 		if t := now.Add(d); t.Before(deadline) {
 			deadline = t
 		}
 	}
 	if !now.Before(deadline) {
-		return nil, transport.NewError(transport.CodeDeadlineExceeded, "the call's deadline has passed")
+		return time.Time{}, transport.NewError(transport.CodeDeadlineExceeded, "the call's deadline has passed")
 	}
 	hops := 0
 	if v := headerValue(h, transport.HeaderHops); v != "" {
 		n, err := transport.ParseHops(v)
 		if err != nil {
-			return nil, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderHops+" header", err)
+			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderHops+" header", err)
 		}
 		hops = n
 	}
 	if hops >= r.cfg.maxHops {
-		return nil, transport.Errorf(transport.CodeLoopDetected, "call chain too deep: %d nested calls, at most %d", hops+1, r.cfg.maxHops)
+		return time.Time{}, transport.Errorf(transport.CodeLoopDetected, "call chain too deep: %d nested calls, at most %d", hops+1, r.cfg.maxHops)
 	}
 	callerFn, err := transport.ParseCaller(headerValue(h, transport.HeaderCaller))
 	if err != nil {
-		return nil, transport.WrapError(transport.CodeInvalidArgument, "invalid or missing "+transport.HeaderCaller+" header: want the calling service.function", err)
+		return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid or missing "+transport.HeaderCaller+" header: want the calling service.function", err)
 	}
 	if callerFn.Service != caller {
-		return nil, transport.Errorf(transport.CodeInvalidArgument, "%s names service %s, but the call comes from %s", transport.HeaderCaller, callerFn.Service, caller)
+		return time.Time{}, transport.Errorf(transport.CodeInvalidArgument, "%s names service %s, but the call comes from %s", transport.HeaderCaller, callerFn.Service, caller)
 	}
 	ct := headerValue(h, transport.HeaderContentType)
 	if len(ct) > maxContentTypeLen {
-		return nil, transport.NewError(transport.CodeInvalidArgument, "invalid Content-Type header: too long")
+		return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid Content-Type header: too long")
 	}
 	if requestID == "" {
 		requestID = nuid.Next()
@@ -399,37 +433,41 @@ func (r *Router) check(m *nats.Msg, caller, service, function string) (*forward,
 
 	ctx := reqctx.WithCaller(reqctx.WithRequestID(context.Background(), requestID), callerFn)
 	if claims != "" {
-		decoded, err := transport.DecodeClaims(claims)
+		decoded, err := r.decodeClaims(claims)
 		if err != nil {
-			return nil, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header", err)
+			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header", err)
 		}
-		ctx = reqctx.WithClaims(ctx, decoded, []byte(claims))
+		ctx = reqctx.WithClaims(ctx, decoded.m, decoded.raw)
 	}
 	if err := r.authorize(ctx, service, function, m.Data); err != nil {
-		return nil, err
+		return time.Time{}, err
 	}
 
-	out := &forward{deadline: deadline}
-	oh := make(nats.Header, 8)
-	oh[transport.HeaderDeadline] = []string{transport.FormatDeadline(deadline)}
-	oh[transport.HeaderRequestID] = []string{requestID}
-	oh[transport.HeaderCaller] = []string{callerFn.String()}
-	oh[transport.HeaderHops] = []string{strconv.Itoa(hops + 1)}
+	out.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
+	out.set(transport.HeaderRequestID, requestID)
+	out.set(transport.HeaderCaller, callerFn.String())
+	out.set(transport.HeaderHops, strconv.Itoa(hops+1))
 	if claims != "" {
-		oh[transport.HeaderAuth] = []string{claims}
-		oh[transport.HeaderAuthSig] = []string{r.cfg.signer.Sign(claims, requestID, deadline)}
+		out.set(transport.HeaderAuth, claims)
+		if !deadline.Equal(signed) {
+			// Signed again for the sooner deadline; otherwise the
+			// signature that was checked holds for the call as it is.
+			sig = r.cfg.signer.Sign(claims, requestID, deadline)
+		}
+		out.set(transport.HeaderAuthSig, sig)
 	}
 	if ct != "" {
-		oh[transport.HeaderContentType] = []string{ct}
+		out.set(transport.HeaderContentType, ct)
 	}
 	if v := headerValue(h, transport.HeaderTraceparent); v != "" && len(v) <= maxTraceparentLen {
-		oh[transport.HeaderTraceparent] = []string{v}
+		out.set(transport.HeaderTraceparent, v)
 		if v := headerValue(h, transport.HeaderTracestate); v != "" && len(v) <= maxTracestateLen {
-			oh[transport.HeaderTracestate] = []string{v}
+			out.set(transport.HeaderTracestate, v)
 		}
 	}
-	out.msg = nats.Msg{Subject: r.cfg.prefix + "." + service + "." + function, Header: oh, Data: m.Data}
-	return out, nil
+	out.msg.Subject = r.cfg.prefix + "." + service + "." + function
+	out.msg.Data = m.Data
+	return deadline, nil
 }
 
 // Bounds of the trace headers a router passes on: a traceparent is 55
@@ -455,7 +493,8 @@ func (r *Router) relay(m *nats.Msg) {
 		return
 	}
 	// The answer goes on as it came, but never with a reply subject.
-	_ = r.nc.PublishMsg(&nats.Msg{Subject: p.reply, Header: m.Header, Data: m.Data})
+	m.Subject, m.Reply = p.reply, ""
+	_ = r.nc.PublishMsg(m)
 }
 
 func (r *Router) replyError(reply string, e *transport.Error) {

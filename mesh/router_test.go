@@ -444,3 +444,105 @@ func TestNewRouterErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRouterLocal: a service in the host process whose nested calls pass
+// the router in the process: the same policy, caller, claims, hop limit.
+func TestRouterLocal(t *testing.T) {
+	t.Parallel()
+	e := newAuthEnv(t, byCaller, mesh.WithMaxHops(3))
+	var ran atomic.Int64
+	startService(t, e.conn(t, "b", nil), "b", map[string]mesh.Handler{"whoami": whoamiHandler(&ran), "closed": whoamiHandler(&ran)})
+	hostConn, err := e.b.NewConn("a-in-host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startService(t, hostConn, "a", map[string]mesh.Handler{"relay": relay, "other": relay}, mesh.WithLocalRouter(e.router))
+	ctx := reqctx.WithRequestID(context.Background(), "req-local")
+	ctx = reqctx.WithClaims(ctx, map[string]any{"sub": "u1"}, []byte(`{"sub":"u1"}`))
+	out, err := e.client.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
+	if err != nil {
+		t.Fatalf("a.relay → b.whoami: %v", err)
+	}
+	var w whoami
+	if err := json.Unmarshal(out, &w); err != nil || w.Caller != "a.relay" || w.RequestID != "req-local" || w.Claims["sub"] != "u1" {
+		t.Errorf("b.whoami saw %s (%v); want caller a.relay, req-local, the claims of u1", out, err)
+	}
+	for _, params := range []string{`{"service":"b","function":"closed"}`} {
+		if _, err := e.client.Call(ctx, "a", "relay", []byte(params)); transport.AsError(err).HTTPStatus() != 403 {
+			t.Errorf("a.relay %s: %v; want 403", params, err)
+		}
+	}
+	if n := ran.Load(); n != 1 {
+		t.Errorf("b ran %d times; want 1", n)
+	}
+	// Forged claims in the process are refused too: a call whose claims
+	// were never signed.
+	unsigned, _ := mesh.NewClient(e.b.Conn())
+	if _, err := unsigned.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`)); transport.AsError(err).HTTPStatus() != 401 {
+		t.Errorf("unsigned claims through the local router: %v; want 401", err)
+	}
+}
+
+// TestRouterCluster: two host nodes in one NATS cluster with the same
+// ServiceAuth secret; services connect to node 1 with their credentials,
+// only node 2 runs a router. Nested calls cross the cluster through it;
+// with routers on both nodes, stopping one leaves the other serving.
+func TestRouterCluster(t *testing.T) {
+	t.Parallel()
+	auth := broker.ServiceAuth{Secret: []byte("router-cluster-secret-0123456789")}
+	node := func(name string, routes ...string) *broker.Broker {
+		b, err := broker.Start(context.Background(), broker.WithServerName(name), broker.WithServiceAuth(auth), broker.WithListen("127.0.0.1:0"),
+			broker.WithCluster(broker.Cluster{Name: "nested", Listen: "127.0.0.1:0", Routes: routes}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	n1 := node("n1")
+	n2 := node("n2", n1.ClusterURL())
+	conn := func(b *broker.Broker, service string) *nats.Conn {
+		creds, _ := b.ServiceCredentials(service)
+		nc, err := b.NewConn(service, creds.Option())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}
+	var ran atomic.Int64
+	startService(t, conn(n1, "b"), "b", map[string]mesh.Handler{"whoami": whoamiHandler(&ran)})
+	startService(t, conn(n1, "a"), "a", map[string]mesh.Handler{"relay": relay})
+	signer, err := transport.NewClaimsSigner(n1.ClaimsKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := mesh.NewRouter(n2.Conn(), byCaller, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r2.Stop(context.Background()) })
+	client, _ := mesh.NewClient(n1.Conn(), mesh.WithClaimsSigner(signer))
+	ctx := reqctx.WithClaims(context.Background(), map[string]any{"sub": "u1"}, []byte(`{"sub":"u1"}`))
+	call := func() error {
+		_, err := client.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
+		return err
+	}
+	// Interest crosses the route asynchronously: poll.
+	eventually(t, "a nested call through node 2's router", func() bool { return call() == nil })
+
+	r1, err := mesh.NewRouter(n1.Conn(), byCaller, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r2.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if err := call(); err != nil {
+			t.Fatalf("with node 2's router stopped: %v; want node 1's to serve", err)
+		}
+	}
+	_ = r1.Stop(stopCtx)
+}

@@ -114,6 +114,7 @@ func NewService(nc *nats.Conn, name string, opts ...ServiceOption) (*Service, er
 	client, err := newClient(nc, clientConfig{
 		prefix:      cfg.prefix,
 		callPrefix:  cfg.callPrefix,
+		router:      cfg.router,
 		timeout:     cfg.timeout,
 		maxAttempts: DefaultMaxAttempts,
 		tracer:      cfg.tracer,

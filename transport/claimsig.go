@@ -6,7 +6,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -44,13 +47,26 @@ type ClaimsKey struct {
 // until that deadline. It is safe for concurrent use.
 type ClaimsSigner struct {
 	current string
-	keys    map[string][]byte
+	keys    map[string]*claimsKey
+}
+
+// claimsKey is one key with a pool of its keyed hashes: a signature costs
+// no allocation of a hash, only the signature string.
+type claimsKey struct {
+	pool sync.Pool // *macState
+}
+
+type macState struct {
+	h   hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
+	dec [sha256.Size + 3]byte
 }
 
 // NewClaimsSigner returns a signer that signs with current and verifies
 // with current and every key of previous.
 func NewClaimsSigner(current ClaimsKey, previous ...ClaimsKey) (*ClaimsSigner, error) {
-	s := &ClaimsSigner{current: current.ID, keys: map[string][]byte{}}
+	s := &ClaimsSigner{current: current.ID, keys: map[string]*claimsKey{}}
 	for _, k := range append([]ClaimsKey{current}, previous...) {
 		if err := ValidateName(k.ID); err != nil {
 			return nil, fmt.Errorf("transport: claims key ID: %w", err)
@@ -61,7 +77,10 @@ func NewClaimsSigner(current ClaimsKey, previous ...ClaimsKey) (*ClaimsSigner, e
 		if _, dup := s.keys[k.ID]; dup {
 			return nil, fmt.Errorf("transport: claims key %q given twice", k.ID)
 		}
-		s.keys[k.ID] = append([]byte(nil), k.Secret...)
+		secret := append([]byte(nil), k.Secret...)
+		s.keys[k.ID] = &claimsKey{pool: sync.Pool{New: func() any {
+			return &macState{h: hmac.New(sha256.New, secret), buf: make([]byte, 0, 512)}
+		}}}
 	}
 	return s, nil
 }
@@ -69,7 +88,12 @@ func NewClaimsSigner(current ClaimsKey, previous ...ClaimsKey) (*ClaimsSigner, e
 // Sign returns the Mesh-Auth-Sig value for claims (the Mesh-Auth value)
 // forwarded with the call of requestID that ends at deadline.
 func (s *ClaimsSigner) Sign(claims, requestID string, deadline time.Time) string {
-	return "v1." + s.current + "." + base64.RawURLEncoding.EncodeToString(claimsMAC(s.keys[s.current], claims, requestID, deadline))
+	st := s.keys[s.current].pool.Get().(*macState)
+	defer s.keys[s.current].pool.Put(st)
+	mac := st.mac(claims, requestID, deadline)
+	st.buf = append(append(append(st.buf[:0], "v1."...), s.current...), '.')
+	st.buf = base64.RawURLEncoding.AppendEncode(st.buf, mac)
+	return string(st.buf)
 }
 
 // Verify checks sig against claims, requestID and deadline: it returns
@@ -86,8 +110,10 @@ func (s *ClaimsSigner) Verify(sig, claims, requestID string, deadline, now time.
 	if !ok || !known || len(mac64) != base64.RawURLEncoding.EncodedLen(sha256.Size) {
 		return ErrClaimsSignature
 	}
-	mac, err := base64.RawURLEncoding.DecodeString(mac64)
-	if err != nil || !hmac.Equal(mac, claimsMAC(key, claims, requestID, deadline)) {
+	st := key.pool.Get().(*macState)
+	defer key.pool.Put(st)
+	n, err := base64.RawURLEncoding.Decode(st.dec[:], []byte(mac64))
+	if err != nil || n != sha256.Size || !hmac.Equal(st.dec[:n], st.mac(claims, requestID, deadline)) {
 		return ErrClaimsSignature
 	}
 	if !now.Before(deadline) {
@@ -96,10 +122,24 @@ func (s *ClaimsSigner) Verify(sig, claims, requestID string, deadline, now time.
 	return nil
 }
 
-// claimsMAC is the HMAC-SHA256 of the signed fields, each prefixed by its
-// length so that no two sets of fields share an input.
-func claimsMAC(key []byte, claims, requestID string, deadline time.Time) []byte {
-	m := hmac.New(sha256.New, key)
-	fmt.Fprintf(m, "funcmesh-claims-v1\n%d:%s\n%d:%s\n%s\n", len(requestID), requestID, len(claims), claims, FormatDeadline(deadline))
-	return m.Sum(nil)
+// mac is the HMAC-SHA256 of the signed fields, each prefixed by its
+// length so that no two sets of fields share an input:
+//
+//	funcmesh-claims-v1\n<len>:<request ID>\n<len>:<claims>\n<deadline ms>\n
+//
+// It is valid until st is used again.
+func (st *macState) mac(claims, requestID string, deadline time.Time) []byte {
+	b := append(st.buf[:0], "funcmesh-claims-v1\n"...)
+	b = strconv.AppendInt(b, int64(len(requestID)), 10)
+	b = append(append(append(b, ':'), requestID...), '\n')
+	b = strconv.AppendInt(b, int64(len(claims)), 10)
+	b = append(append(append(b, ':'), claims...), '\n')
+	b = strconv.AppendInt(b, deadline.UnixMilli(), 10)
+	b = append(b, '\n')
+	st.h.Reset()
+	st.h.Write(b)
+	if cap(b) <= 64<<10 {
+		st.buf = b[:0]
+	}
+	return st.h.Sum(st.sum[:0])
 }

@@ -32,6 +32,7 @@ func TestParamsDecodeMemory(t *testing.T) {
 	}
 	b := startBroker(t)
 	startEcho(t, b.ClientURL(), "greeter")
+	startEcho(t, b.ClientURL(), "accounts")
 	g := newGateway(t, b.Conn(), gatewayConfig{Policy: []authz.Option{
 		authz.RulesJSON(rules), authz.Module("policy.rego", string(policy)),
 	}})
@@ -40,22 +41,28 @@ func TestParamsDecodeMemory(t *testing.T) {
 		n := (bodyLimit - len(prefix) - len(suffix) - 4) / 3
 		return prefix + "[" + strings.Repeat("{},", n) + "{}]" + suffix
 	}
+	// greeter.hello's decision reads nothing of the params (the rules
+	// allow it and the policy allows whatever is not accounts.profile),
+	// so its bodies are not decoded at all; accounts.profile's reads
+	// input.params.user.
 	bodies := []struct {
-		body   string
-		status []int
+		function, body string
+		status         []int
 	}{
-		{fill("", ""), []int{404, 429}},                        // no user: decoded no further than the top
-		{fill(`{"user": "u1", "pad": `, "}"), []int{404, 429}}, // the user, the rest skipped
-		{fill(`{"pad": `, `, "user": "u1"}`), []int{404, 429}}, // the same, user last
-		{fill(`{"user": `, "}"), []int{413, 429}},              // user is the array, read whole: too costly
-		{fill(`{"user": {"a": `, "}}"), []int{413, 429}},       // user an object holding it: the same
+		{"hello", fill("", ""), []int{404, 429}},
+		{"hello", fill(`{"user": `, "}"), []int{404, 429}},
+		{"profile", fill("", ""), []int{401, 429}},                        // no user: decoded no further than the top
+		{"profile", fill(`{"user": "u1", "pad": `, "}"), []int{401, 429}}, // the user, the rest skipped
+		{"profile", fill(`{"pad": `, `, "user": "u1"}`), []int{401, 429}}, // the same, user last
+		{"profile", fill(`{"user": `, "}"), []int{413, 429}},              // user is the array, read whole: too costly
+		{"profile", fill(`{"user": {"a": `, "}}"), []int{413, 429}},       // user an object holding it: the same
 	}
 	for _, bd := range bodies {
 		if len(bd.body) > bodyLimit {
 			t.Fatalf("body of %d bytes over the limit", len(bd.body))
 		}
 	}
-	const concurrent, waves = 64, 6
+	const concurrent, waves = 70, 6
 	heap := func() uint64 {
 		runtime.GC()
 		var m runtime.MemStats
@@ -66,7 +73,8 @@ func TestParamsDecodeMemory(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range concurrent {
 			bd := bodies[i%len(bodies)]
-			wg.Go(func() { c.add("greeter.hello", g.post("greeter", "hello", bd.body), bd.status...) })
+			service := map[string]string{"hello": "greeter", "profile": "accounts"}[bd.function]
+			wg.Go(func() { c.add(service+"."+bd.function, g.post(service, bd.function, bd.body), bd.status...) })
 		}
 		wg.Wait()
 	}

@@ -1,0 +1,149 @@
+package authz_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/funcmesh/funcmesh/authz"
+	"github.com/funcmesh/funcmesh/transport"
+)
+
+// TestClockNeverCached: a policy that reads the clock decides anew on
+// every call, however often the same input comes: its residual calls
+// time.now_ns, which no plan may fold into a constant or cache.
+func TestClockNeverCached(t *testing.T) {
+	var now atomic.Int64
+	authz.SetClock(func() time.Time { return time.Unix(0, now.Load()) })
+	t.Cleanup(func() { authz.SetClock(nil) })
+	const deadline = 1_700_000_000_000_000_000
+	policies := map[string]string{
+		"constant input": fmt.Sprintf("package funcmesh.authz\nallow if time.now_ns() < %d\n", deadline),
+		"with claims": fmt.Sprintf(`package funcmesh.authz
+allow if {
+	input.auth.role == "admin"
+	time.now_ns() < %d
+}
+reason := sprintf("closed at %%d", [time.now_ns()]) if not allow
+`, deadline),
+		"rules and clock": fmt.Sprintf("package funcmesh.authz\nallow if time.now_ns() < %d\n", deadline),
+	}
+	for name, src := range policies {
+		opts := []authz.Option{authz.Module("p.rego", src)}
+		if name == "rules and clock" {
+			opts = append(opts, authz.RulesJSON([]byte(`{"services": {"default": {"functions": {"default": {"rule": {"rule": "authenticated"}}}}}}`)))
+		}
+		a := newAuthorizer(t, opts...)
+		in := authz.Input{Service: "s", Function: "f", Auth: map[string]any{"role": "admin"}}
+		for i := range 6 {
+			open := i%2 == 0
+			if open {
+				now.Store(deadline - 1)
+			} else {
+				now.Store(deadline + int64(i))
+			}
+			for range 3 {
+				d, err := a.Authorize(context.Background(), in)
+				if err != nil || d.Allow != open {
+					t.Fatalf("%s: round %d: got %+v, %v; want allow %v", name, i, d, err, open)
+				}
+				if name == "with claims" && !open && d.Reason != fmt.Sprintf("closed at %d", deadline+int64(i)) {
+					t.Fatalf("%s: round %d: reason %q, from another time", name, i, d.Reason)
+				}
+			}
+		}
+	}
+}
+
+// TestDifferentialUnderReload decides calls from several goroutines while
+// the policy is reloaded from disk between versions, with the package's
+// differential check on (see TestMain): every decision the fast path
+// makes, from plans and caches of whichever version it saw, must be the
+// one plain evaluation of that version makes. Run it with -race.
+func TestDifferentialUnderReload(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	versions := []struct{ rego, data, rules string }{
+		{`package funcmesh.authz
+default allow := false
+allow if input.auth.role == "admin"
+allow if {
+	input.service == "payments"
+	input.params.amount <= data.limits.max
+	not data.blocked[input.auth.sub]
+}
+status := 401 if input.auth == null
+reason := "over the limit" if not allow
+headers["X-Limit"] := sprintf("%v", [data.limits.max])
+`, `{"limits": {"max": 100}, "blocked": {"mallory": true}}`,
+			`{"services": {"payments": {"functions": {"default": {"rule": {"rule": "authenticated"}}}}, "default": {"functions": {"default": {"rule": {"rule": "allow"}}}}}}`},
+		{`package funcmesh.authz
+allow if input.caller.service == "orders"
+allow if {
+	some r in input.auth.roles
+	r == "ops"
+}
+allow if input.params.user == input.auth.sub
+reason := concat(" ", ["denied", input.function]) if not allow
+`, `{"limits": {"max": 5}, "blocked": {}}`,
+			`{"services": {"default": {"functions": {
+				"charge": {"rule": {"rule": "match", "eval": "<", "type": "number", "f1": "args.params.amount", "f2": 50}},
+				"default": {"rule": {"rule": "or", "clauses": [{"rule": "authenticated"}, {"rule": "match", "eval": "==", "f1": "args.params.public", "f2": true}]}}}}}}`},
+	}
+	write := func(i int) {
+		v := versions[i%len(versions)]
+		writeFile(t, filepath.Join(dir, "policy", "p.rego"), v.rego)
+		writeFile(t, filepath.Join(dir, "policy", "data.json"), v.data)
+		writeFile(t, filepath.Join(dir, "rules.json"), v.rules)
+	}
+	write(0)
+	a := newAuthorizer(t, authz.Files(filepath.Join(dir, "policy")), authz.RulesFile(filepath.Join(dir, "rules.json")))
+
+	claims := []map[string]any{
+		nil,
+		{"sub": "alice", "role": "admin"},
+		{"sub": "bob", "role": "user", "roles": []any{"ops"}},
+		{"sub": "mallory", "role": "user"},
+		{"sub": "carol", "roles": []any{"dev", 3}},
+	}
+	params := []any{
+		nil, json_(`{"amount": 5}`), json_(`{"amount": 500, "user": "bob"}`), json_(`{"user": "carol", "public": true}`),
+		json_(`{"amount": "5", "public": "true"}`), json_(`[1, 2]`), map[string]any{"amount": 7, "user": "alice"},
+	}
+	names := [][2]string{{"payments", "charge"}, {"payments", "refund"}, {"orders", "list"}, {"x", "charge"}}
+
+	var stop atomic.Bool
+	var calls atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			for i := w; !stop.Load(); i++ {
+				n := names[i%len(names)]
+				in := authz.Input{Service: n[0], Function: n[1], Auth: claims[i%len(claims)], Params: params[i/3%len(params)]}
+				if i%5 == 0 {
+					in.Caller = &transport.Caller{Service: "orders", Function: "list"}
+				}
+				_, _ = a.Authorize(context.Background(), in)
+				calls.Add(1)
+			}
+		})
+	}
+	for i := 1; i <= 16; i++ {
+		write(i)
+		if err := a.Reload(context.Background()); err != nil {
+			t.Errorf("Reload: %v", err)
+		}
+		// Let calls run against each version (polling, with a deadline).
+		deadline := time.Now().Add(10 * time.Second)
+		for start := calls.Load(); calls.Load() < start+50 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("%d calls over 17 versions", calls.Load())
+}
