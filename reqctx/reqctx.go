@@ -64,6 +64,7 @@ type claimsKey struct{}
 type claimsValue struct {
 	claims map[string]any
 	raw    []byte
+	token  string
 }
 
 // WithClaims returns a context that carries a caller's verified claims.
@@ -74,6 +75,24 @@ type claimsValue struct {
 // some other way.
 func WithClaims(ctx context.Context, claims map[string]any, raw []byte) context.Context {
 	return context.WithValue(ctx, claimsKey{}, claimsValue{claims: claims, raw: raw})
+}
+
+// WithTokenClaims is [WithClaims] for claims verified from a bearer token:
+// token, as the caller sent it, is kept for code that must pass it on (a
+// policy's input.token, a webhook); [Token] returns it. The JWT
+// middleware calls it.
+func WithTokenClaims(ctx context.Context, claims map[string]any, raw []byte, token string) context.Context {
+	return context.WithValue(ctx, claimsKey{}, claimsValue{claims: claims, raw: raw, token: token})
+}
+
+// Token returns the bearer token put in ctx by [WithTokenClaims], and
+// false when there is none.
+func Token(ctx context.Context) (string, bool) {
+	v, ok := ctx.Value(claimsKey{}).(claimsValue)
+	if !ok || v.token == "" {
+		return "", false
+	}
+	return v.token, true
 }
 
 // Claims returns the verified claims put in ctx by [WithClaims], and false
