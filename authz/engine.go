@@ -52,6 +52,7 @@ type stage struct {
 	fullUses inputUses
 	det      bool // the policy calls nothing non-deterministic
 	partials []rego.PreparedPartialQuery
+	noPlans  bool // partial evaluation is not to be trusted with it (see selfCompares)
 	cache    decisionCache
 	log      *slog.Logger // for the response headers a decision drops
 }
@@ -111,6 +112,7 @@ func newStage(ctx context.Context, name string, c *ast.Compiler, store storage.S
 	}
 	st.fullUses = usesOf(nodes...)
 	st.det = deterministic(nodes...)
+	st.noPlans = selfCompares(nodes...)
 	for i, r := range st.refs {
 		q := ast.NewBody(ast.Equality.Expr(ast.VarTerm("__d__"), ast.NewTerm(r)))
 		pq, err := rego.New(
@@ -152,6 +154,9 @@ func (pl *plan) setCache(det bool) {
 // error when partial evaluation could not make one.
 func (st *stage) specialize(ctx context.Context, service, function string) (_ *plan, err error) {
 	defer recoverEval(&err)
+	if st.noPlans {
+		return nil, errors.New("no plans for this policy")
+	}
 	known := ast.NewObject(
 		[2]*ast.Term{ast.StringTerm("service"), ast.StringTerm(service)},
 		[2]*ast.Term{ast.StringTerm("function"), ast.StringTerm(function)})
@@ -255,6 +260,36 @@ func (st *stage) refersToRules(nodes []any) bool {
 			}
 			return found
 		})
+	}
+	return found
+}
+
+// selfCompares reports whether nodes compare a term that is not constant
+// with itself (input.auth.role == input.auth.role). OPA's partial
+// evaluation unifies such a comparison away as true, though it is
+// undefined, hence false, when the term is undefined (found by
+// FuzzRuleTrees through the differential check): a policy that does this
+// is decided by evaluating its whole decision.
+func selfCompares(nodes ...any) bool {
+	found := false
+	vis := ast.NewGenericVisitor(func(x any) bool {
+		e, ok := x.(*ast.Expr)
+		if !ok || found || !e.IsCall() {
+			return found
+		}
+		switch e.Operator().String() {
+		case "eq", "equal", "neq", "lt", "lte", "gt", "gte", "assign":
+		default:
+			return false
+		}
+		ops := e.Operands()
+		if len(ops) == 2 && !ast.IsConstant(ops[0].Value) && ops[0].Equal(ops[1]) {
+			found = true
+		}
+		return found
+	})
+	for _, n := range nodes {
+		vis.Walk(n)
 	}
 	return found
 }

@@ -147,3 +147,24 @@ reason := concat(" ", ["denied", input.function]) if not allow
 	wg.Wait()
 	t.Logf("%d calls over 17 versions", calls.Load())
 }
+
+// TestSelfComparison: OPA's partial evaluation unifies a comparison of a
+// reference with itself away as true, though it is false when the
+// reference is undefined (FuzzRuleTrees found it through the
+// differential check). Policies that compare a term with itself are not
+// specialized, so an undefined role still denies.
+func TestSelfComparison(t *testing.T) {
+	t.Parallel()
+	for _, opts := range [][]authz.Option{
+		{authz.Module("p.rego", "package funcmesh.authz\nallow if input.auth.role == input.auth.role\n")},
+		{authz.RulesJSON([]byte(`{"services": {"default": {"functions": {"default": {"rule": {"rule": "match", "eval": "==", "f1": "args.auth.role", "f2": "args.auth.role"}}}}}}`))},
+	} {
+		a := newAuthorizer(t, opts...)
+		for _, auth := range []map[string]any{nil, {}, {"role": "x"}} {
+			d, err := a.Authorize(context.Background(), authz.Input{Service: "s", Function: "f", Auth: auth})
+			if want := auth["role"] != nil; err != nil || d.Allow != want {
+				t.Errorf("auth %v: %+v, %v; want allow %v", auth, d, err, want)
+			}
+		}
+	}
+}

@@ -12,7 +12,7 @@ import (
 
 func TestQuickstart(t *testing.T) {
 	t.Parallel()
-	p := startProc(t, "", nil, binary(t, "quickstart"), "-addr", "127.0.0.1:0")
+	p := startProc(t, "", nil, binary(t, "quickstart"), "-addr", "127.0.0.1:0", "-store", t.TempDir())
 	lines := p.waitLine(t, "Ctrl-C stops everything gracefully.", 30*time.Second)
 	base := find(t, lines, `listens on (http://\S+)`)
 	if u, err := url.Parse(base); err != nil || u.Port() == "" || u.Port() == "0" {
@@ -150,8 +150,36 @@ func TestQuickstart(t *testing.T) {
 		for _, s := range got.Services {
 			fns[s.Name] = strings.Join(s.Functions, ",")
 		}
-		if fns["greeter"] != "hello,welcome" || fns["accounts"] != "me,profile" || len(fns) != 2 {
-			t.Errorf("GET /fn listed %v; want greeter: hello,welcome and accounts: me,profile", fns)
+		if fns["greeter"] != "hello,welcome" || fns["accounts"] != "me,profile" || fns["mail"] != "welcome" || len(fns) != 3 {
+			t.Errorf("GET /fn listed %v; want greeter: hello,welcome, accounts: me,profile and mail: welcome", fns)
+		}
+	})
+
+	t.Run("async call", func(t *testing.T) {
+		bearer := "Bearer " + token
+		res := post(t, base+"/fn/mail/welcome", `{"email":"ada@example.com"}`, "Authorization", bearer, "Prefer", "respond-async")
+		loc := res.header.Get("Location")
+		if res.status != 202 || loc == "" {
+			t.Fatalf("async call: %d %s; want 202 with a Location", res.status, res.body)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			req, _ := http.NewRequest(http.MethodGet, base+loc, nil)
+			req.Header.Set("Authorization", bearer)
+			st := do(t, req)
+			if st.status == 200 && strings.Contains(string(st.body), `"state":"succeeded"`) {
+				if !strings.Contains(string(st.body), `"sent_to":"ada@example.com"`) {
+					t.Errorf("status %s; want the result", st.body)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status %d %s after 10s; want succeeded", st.status, st.body)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if res := get(t, base+loc); res.status != 404 {
+			t.Errorf("status without the token: %d; want 404", res.status)
 		}
 	})
 

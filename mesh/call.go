@@ -112,6 +112,17 @@ func (c *Call) RequestID() string { return c.requestID }
 // did not come from a function (from the gateway, say).
 func (c *Call) Caller() (transport.Caller, bool) { return c.caller, c.hasCaller }
 
+// Header returns the first value of the request header name, exactly as
+// sent ("" if absent): for a durable call, transport.HeaderTaskID and
+// transport.HeaderTaskAttempt; for an event trigger, the CloudEvents
+// ce-* attributes too.
+func (c *Call) Header(name string) string {
+	if v := c.header[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // ContentType returns the media type of the params ("" if the caller did
 // not say).
 func (c *Call) ContentType() string { return c.contentType }

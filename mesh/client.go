@@ -69,11 +69,7 @@ func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 		timeout:     DefaultTimeout,
 		maxAttempts: DefaultMaxAttempts,
 	}
-	for _, o := range opts {
-		if o != nil {
-			o.applyToClient(&cfg)
-		}
-	}
+	apply(clientSide(opts), &cfg, cfg.fail, func(o *option) func(*clientConfig) { return o.client }, "Client")
 	if cfg.err == nil {
 		if err := transport.ValidateCallPrefix(cfg.callPrefix, cfg.prefix); err != nil {
 			cfg.fail(fmt.Errorf("mesh: %w", err))
@@ -115,6 +111,17 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 // Conn returns the client's connection: the one given to [NewClient].
 func (c *Client) Conn() *nats.Conn { return c.nc }
 
+// closeInboxes ends the subscriptions of the client's nested-call inboxes.
+func (c *Client) closeInboxes() {
+	c.inboxMu.Lock()
+	defer c.inboxMu.Unlock()
+	c.inboxes.Range(func(key, ib any) bool {
+		_ = ib.(*inbox).sub.Unsubscribe()
+		c.inboxes.Delete(key)
+		return true
+	})
+}
+
 // conn returns the connection for one call: with [WithConns], one picked
 // at random, the next connected one if it is not.
 func (c *Client) conn() *nats.Conn {
@@ -140,6 +147,10 @@ type Request struct {
 	// ContentType is the media type of Params, sent in the Content-Type
 	// header; empty sends none.
 	ContentType string
+	// Header holds more headers to send, such as transport.HeaderTaskID.
+	// The headers the client sets itself (deadline, claims, request ID,
+	// caller, trace context, content type) replace any of the same name.
+	Header nats.Header
 }
 
 // Reply is a successful call's result.
@@ -232,6 +243,9 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 	out := getOutMsg()
 	defer out.release()
 	hb, h := out, out.msg.Header
+	for k, v := range req.Header {
+		h[k] = v
+	}
 	call, inCall := CallFromContext(ctx)
 	if inCall {
 		hb.set(transport.HeaderDeadline, transport.FormatDeadline(call.deadline))

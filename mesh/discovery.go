@@ -72,7 +72,7 @@ type InstanceInfo struct {
 }
 
 // NewDiscovery returns a discovery of the services on nc.
-func NewDiscovery(nc *nats.Conn, opts ...DiscoveryOption) (*Discovery, error) {
+func NewDiscovery(nc *nats.Conn, opts ...ClientOption) (*Discovery, error) {
 	if nc == nil {
 		return nil, errors.New("mesh: NewDiscovery: nil connection")
 	}
@@ -82,11 +82,7 @@ func NewDiscovery(nc *nats.Conn, opts ...DiscoveryOption) (*Discovery, error) {
 		refresh:      2 * time.Second,
 		probeTimeout: time.Second,
 	}
-	for _, o := range opts {
-		if o != nil {
-			o.applyToDiscovery(&cfg)
-		}
-	}
+	apply(clientSide(opts), &cfg, cfg.fail, func(o *option) func(*discoveryConfig) { return o.discovery }, "Discovery")
 	if cfg.err != nil {
 		return nil, cfg.err
 	}

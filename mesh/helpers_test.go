@@ -60,9 +60,9 @@ var testSigner = func() *transport.ClaimsSigner {
 }()
 
 // startRouter starts a router of nested calls on nc, stopped at cleanup.
-func startRouter(t testing.TB, nc *nats.Conn, authorize mesh.AuthorizeFunc, opts ...mesh.RouterOption) *mesh.Router {
+func startRouter(t testing.TB, nc *nats.Conn, authorize mesh.AuthorizeFunc, opts ...mesh.ClientOption) *mesh.Router {
 	t.Helper()
-	r, err := mesh.NewRouter(nc, authorize, append([]mesh.RouterOption{mesh.WithClaimsSigner(testSigner)}, opts...)...)
+	r, err := mesh.NewRouter(nc, authorize, append([]mesh.ClientOption{mesh.WithClaimsSigner(testSigner)}, opts...)...)
 	if err != nil {
 		t.Fatalf("NewRouter: %v", err)
 	}

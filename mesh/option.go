@@ -39,33 +39,24 @@ const (
 	DefaultVersion = "0.0.0"
 )
 
-// ClientOption configures a [Client] (see [NewClient]).
+// ClientOption configures the side of the mesh that makes calls: a
+// [Client] (and so a [Gateway], see [NewGateway]), a [Discovery] and a
+// [Router]. Each option's documentation says which of them it configures;
+// a constructor given one that does not configure it returns an error
+// naming the option.
 type ClientOption interface {
-	applyToClient(*clientConfig)
+	clientOption() *option
 }
 
 // ServiceOption configures a [Service] (see [NewService]).
 type ServiceOption interface {
-	applyToService(*serviceConfig)
+	serviceOption() *option
 }
 
-// DiscoveryOption configures a [Discovery] (see [NewDiscovery]).
-type DiscoveryOption interface {
-	applyToDiscovery(*discoveryConfig)
-}
-
-// RouterOption configures a [Router] (see [NewRouter]).
-type RouterOption interface {
-	applyToRouter(*routerConfig)
-}
-
-// Option configures a Client, a Service, a Discovery and a Router alike;
-// the ones that make no sense for one of them are ignored there.
+// Option configures both sides: it is a ClientOption and a ServiceOption.
 type Option interface {
 	ClientOption
 	ServiceOption
-	DiscoveryOption
-	RouterOption
 }
 
 type clientConfig struct {
@@ -110,54 +101,57 @@ func (c *serviceConfig) fail(err error)   { c.err = errors.Join(c.err, err) }
 func (c *discoveryConfig) fail(err error) { c.err = errors.Join(c.err, err) }
 func (c *routerConfig) fail(err error)    { c.err = errors.Join(c.err, err) }
 
-// option is an Option made of four functions, any of them nil.
+// option is every option: its name, for errors, and what it sets in each
+// configuration it applies to (nil where it does not apply).
 type option struct {
+	name      string
 	client    func(*clientConfig)
 	service   func(*serviceConfig)
 	discovery func(*discoveryConfig)
 	router    func(*routerConfig)
 }
 
-func (o option) applyToRouter(c *routerConfig) {
-	if o.router != nil {
-		o.router(c)
+func (o *option) clientOption() *option  { return o }
+func (o *option) serviceOption() *option { return o }
+
+// apply applies opts to cfg with the setter pick finds in each; an option
+// without one is an error naming it and what, which the constructor
+// returns.
+func apply[C any](opts []*option, cfg *C, fail func(error), pick func(*option) func(*C), what string) {
+	for _, o := range opts {
+		if set := pick(o); set != nil {
+			set(cfg)
+		} else {
+			fail(fmt.Errorf("mesh: %s does not configure a %s", o.name, what))
+		}
 	}
 }
 
-func (o option) applyToClient(c *clientConfig) {
-	if o.client != nil {
-		o.client(c)
+// clientSide and serviceSide are the options given, nil ones left out.
+func clientSide(opts []ClientOption) []*option {
+	out := make([]*option, 0, len(opts))
+	for _, o := range opts {
+		if o != nil {
+			out = append(out, o.clientOption())
+		}
 	}
+	return out
 }
 
-func (o option) applyToService(c *serviceConfig) {
-	if o.service != nil {
-		o.service(c)
+func serviceSide(opts []ServiceOption) []*option {
+	out := make([]*option, 0, len(opts))
+	for _, o := range opts {
+		if o != nil {
+			out = append(out, o.serviceOption())
+		}
 	}
+	return out
 }
-
-func (o option) applyToDiscovery(c *discoveryConfig) {
-	if o.discovery != nil {
-		o.discovery(c)
-	}
-}
-
-type clientOption func(*clientConfig)
-
-func (f clientOption) applyToClient(c *clientConfig) { f(c) }
-
-type serviceOption func(*serviceConfig)
-
-func (f serviceOption) applyToService(c *serviceConfig) { f(c) }
-
-type discoveryOption func(*discoveryConfig)
-
-func (f discoveryOption) applyToDiscovery(c *discoveryConfig) { f(c) }
 
 // WithPrefix sets the first token(s) of every function subject,
 // prefix.service.function. The default is [transport.DefaultPrefix], "fn".
-// Every client, service and discovery of one deployment must use the same
-// prefix.
+// It configures every Client, Service, Discovery and Router; all of one
+// deployment must use the same prefix.
 func WithPrefix(prefix string) Option {
 	check := func() error {
 		if err := transport.ValidatePrefix(prefix); err != nil {
@@ -165,7 +159,8 @@ func WithPrefix(prefix string) Option {
 		}
 		return nil
 	}
-	return option{
+	return &option{
+		name: "WithPrefix",
 		client: func(c *clientConfig) {
 			if err := check(); err != nil {
 				c.fail(err)
@@ -205,7 +200,8 @@ func WithCallPrefix(prefix string) Option {
 	if e := transport.ValidatePrefix(prefix); e != nil {
 		err = fmt.Errorf("mesh: call prefix: %w", e)
 	}
-	return option{
+	return &option{
+		name: "WithCallPrefix",
 		client: func(c *clientConfig) {
 			if err != nil {
 				c.fail(err)
@@ -236,17 +232,12 @@ func WithCallPrefix(prefix string) Option {
 // the name the Service was given, which only the host process can vouch
 // for: use it only for services in the host process. The default is nil:
 // every nested call goes through the call route.
-func WithLocalRouter(r *Router) ClientServiceOption {
-	return option{
+func WithLocalRouter(r *Router) Option {
+	return &option{
+		name:    "WithLocalRouter",
 		client:  func(c *clientConfig) { c.router = r },
 		service: func(c *serviceConfig) { c.router = r },
 	}
-}
-
-// ClientRouterOption is both a ClientOption and a RouterOption.
-type ClientRouterOption interface {
-	ClientOption
-	RouterOption
 }
 
 // WithClaimsSigner gives a Client (the gateway's) or a Router the host's
@@ -257,17 +248,12 @@ type ClientRouterOption interface {
 // nested call carries and signs them again for the call it forwards. A
 // Router requires one; a Client without one sends the claims unsigned, and
 // routers then refuse nested calls that pass them on (401).
-func WithClaimsSigner(s *transport.ClaimsSigner) ClientRouterOption {
-	return option{
+func WithClaimsSigner(s *transport.ClaimsSigner) ClientOption {
+	return &option{
+		name:   "WithClaimsSigner",
 		client: func(c *clientConfig) { c.signer = s },
 		router: func(c *routerConfig) { c.signer = s },
 	}
-}
-
-// ClientServiceOption is both a ClientOption and a ServiceOption.
-type ClientServiceOption interface {
-	ClientOption
-	ServiceOption
 }
 
 // WithTimeout sets the deadline of a call whose caller gave none: for a
@@ -281,7 +267,8 @@ func WithTimeout(d time.Duration) Option {
 	if d <= 0 {
 		err = fmt.Errorf("mesh: timeout %v: must be positive", d)
 	}
-	return option{
+	return &option{
+		name: "WithTimeout",
 		client: func(c *clientConfig) {
 			if err != nil {
 				c.fail(err)
@@ -310,8 +297,9 @@ func WithTimeout(d time.Duration) Option {
 // function gets, so nested calls continue the trace. nil, the default,
 // starts no spans; the W3C trace context in a call's context is still
 // carried over NATS either way.
-func WithTracerProvider(tp trace.TracerProvider) ClientServiceOption {
-	return option{
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return &option{
+		name:    "WithTracerProvider",
 		client:  func(c *clientConfig) { c.tracer = tp },
 		service: func(c *serviceConfig) { c.tracer = tp },
 	}
@@ -319,8 +307,9 @@ func WithTracerProvider(tp trace.TracerProvider) ClientServiceOption {
 
 // WithMetrics makes a Client or a Service count its calls in m (see
 // [Metrics]); nil, the default, counts nothing.
-func WithMetrics(m *Metrics) ClientServiceOption {
-	return option{
+func WithMetrics(m *Metrics) Option {
+	return &option{
+		name:    "WithMetrics",
 		client:  func(c *clientConfig) { c.metrics = m },
 		service: func(c *serviceConfig) { c.metrics = m },
 	}
@@ -338,12 +327,12 @@ func WithMetrics(m *Metrics) ClientServiceOption {
 // call's deadline. The default is [DefaultMaxAttempts]; 1 disables
 // retries.
 func WithMaxAttempts(n int) ClientOption {
-	return clientOption(func(c *clientConfig) {
+	return &option{name: "WithMaxAttempts", client: func(c *clientConfig) {
 		if n < 1 {
 			c.fail(fmt.Errorf("mesh: max attempts %d: must be at least 1", n))
 		}
 		c.maxAttempts = n
-	})
+	}}
 }
 
 // WithConns makes a Client spread its calls over more connections besides
@@ -358,7 +347,7 @@ func WithMaxAttempts(n int) ClientOption {
 // one connection.
 func WithConns(conns ...*nats.Conn) ClientOption {
 	conns = slices.Clone(conns)
-	return clientOption(func(c *clientConfig) { c.conns = append(c.conns, conns...) })
+	return &option{name: "WithConns", client: func(c *clientConfig) { c.conns = append(c.conns, conns...) }}
 }
 
 // WithMaxConcurrency bounds how many calls one Service instance runs at
@@ -367,30 +356,30 @@ func WithConns(conns ...*nats.Conn) ClientOption {
 // and a Client retries it (see [WithMaxAttempts]). The default is
 // [DefaultMaxConcurrency]; n must be positive.
 func WithMaxConcurrency(n int) ServiceOption {
-	return serviceOption(func(c *serviceConfig) {
+	return &option{name: "WithMaxConcurrency", service: func(c *serviceConfig) {
 		if n < 1 {
 			c.fail(fmt.Errorf("mesh: max concurrency %d: must be at least 1", n))
 		}
 		c.maxConcurrency = n
-	})
+	}}
 }
 
 // WithVersion sets the service version that discovery and "nats micro"
 // show; it must be a semantic version. The default is [DefaultVersion].
 func WithVersion(v string) ServiceOption {
-	return serviceOption(func(c *serviceConfig) { c.version = v })
+	return &option{name: "WithVersion", service: func(c *serviceConfig) { c.version = v }}
 }
 
 // WithDescription sets the service description that discovery shows.
 func WithDescription(d string) ServiceOption {
-	return serviceOption(func(c *serviceConfig) { c.description = d })
+	return &option{name: "WithDescription", service: func(c *serviceConfig) { c.description = d }}
 }
 
 // WithMetadata sets the service metadata that discovery shows. The map is
 // copied.
 func WithMetadata(md map[string]string) ServiceOption {
 	md = maps.Clone(md)
-	return serviceOption(func(c *serviceConfig) { c.metadata = md })
+	return &option{name: "WithMetadata", service: func(c *serviceConfig) { c.metadata = md }}
 }
 
 // WithLogger makes a Service report what its callers never see: the text
@@ -398,17 +387,12 @@ func WithMetadata(md map[string]string) ServiceOption {
 // request ID and stack; and a Router the nested calls it refused without
 // an answer (a reply subject outside the caller's inbox). nil, the
 // default, is silent.
-func WithLogger(l *slog.Logger) ServiceRouterOption {
-	return option{
+func WithLogger(l *slog.Logger) Option {
+	return &option{
+		name:    "WithLogger",
 		service: func(c *serviceConfig) { c.logger = l },
 		router:  func(c *routerConfig) { c.logger = l },
 	}
-}
-
-// ServiceRouterOption is both a ServiceOption and a RouterOption.
-type ServiceRouterOption interface {
-	ServiceOption
-	RouterOption
 }
 
 // WithErrorHook makes a Service call f for every call that fails with a
@@ -417,42 +401,42 @@ type ServiceRouterOption interface {
 // a panic. f runs on the call's goroutine before the reply is sent; it
 // must not block for long.
 func WithErrorHook(f func(ctx context.Context, c *Call, err error)) ServiceOption {
-	return serviceOption(func(c *serviceConfig) { c.onError = f })
+	return &option{name: "WithErrorHook", service: func(c *serviceConfig) { c.onError = f }}
 }
 
 // WithDiscoveryWindow sets how long [Discovery.Services] collects replies
 // from service instances. The default is 250ms.
-func WithDiscoveryWindow(d time.Duration) DiscoveryOption {
-	return discoveryOption(func(c *discoveryConfig) {
+func WithDiscoveryWindow(d time.Duration) ClientOption {
+	return &option{name: "WithDiscoveryWindow", discovery: func(c *discoveryConfig) {
 		if d <= 0 {
 			c.fail(fmt.Errorf("mesh: discovery window %v: must be positive", d))
 		}
 		c.window = d
-	})
+	}}
 }
 
 // WithRefreshInterval sets how long a Discovery reuses what it learned:
 // the listing its HTTP handler serves and the answer to "does this service
 // run?" the Gateway asks when no instance answers a call. The default is
 // 2s.
-func WithRefreshInterval(d time.Duration) DiscoveryOption {
-	return discoveryOption(func(c *discoveryConfig) {
+func WithRefreshInterval(d time.Duration) ClientOption {
+	return &option{name: "WithRefreshInterval", discovery: func(c *discoveryConfig) {
 		if d <= 0 {
 			c.fail(fmt.Errorf("mesh: refresh interval %v: must be positive", d))
 		}
 		c.refresh = d
-	})
+	}}
 }
 
 // WithProbeTimeout bounds how long [Discovery.Running] waits for an
 // instance of a service to answer. The default is 1s; a probe ends at the
 // first answer, or at once when no instance is there at all, so the bound
 // only matters for instances slow to answer.
-func WithProbeTimeout(d time.Duration) DiscoveryOption {
-	return discoveryOption(func(c *discoveryConfig) {
+func WithProbeTimeout(d time.Duration) ClientOption {
+	return &option{name: "WithProbeTimeout", discovery: func(c *discoveryConfig) {
 		if d <= 0 {
 			c.fail(fmt.Errorf("mesh: probe timeout %v: must be positive", d))
 		}
 		c.probeTimeout = d
-	})
+	}}
 }

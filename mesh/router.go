@@ -45,32 +45,28 @@ type routerConfig struct {
 	err        error
 }
 
-type routerOption func(*routerConfig)
-
-func (f routerOption) applyToRouter(c *routerConfig) { f(c) }
-
 // WithMaxHops sets how many nested calls deep a chain may go before a
 // Router refuses the next one with 508; the default is [DefaultMaxHops].
 // n must be from 1 to 255.
-func WithMaxHops(n int) RouterOption {
-	return routerOption(func(c *routerConfig) {
+func WithMaxHops(n int) ClientOption {
+	return &option{name: "WithMaxHops", router: func(c *routerConfig) {
 		if n < 1 || n > transport.MaxHopsValue {
 			c.fail(fmt.Errorf("mesh: max hops %d: want 1 to %d", n, transport.MaxHopsValue))
 		}
 		c.maxHops = n
-	})
+	}}
 }
 
 // WithRouterWorkers sets how many subscriptions a Router takes calls on,
 // each with its goroutine that checks and forwards one call at a time. The
 // default is GOMAXPROCS.
-func WithRouterWorkers(n int) RouterOption {
-	return routerOption(func(c *routerConfig) {
+func WithRouterWorkers(n int) ClientOption {
+	return &option{name: "WithRouterWorkers", router: func(c *routerConfig) {
 		if n < 1 {
 			c.fail(fmt.Errorf("mesh: router workers %d: must be at least 1", n))
 		}
 		c.workers = n
-	})
+	}}
 }
 
 // Router makes nested calls pass the policy. A function of service A calls
@@ -132,8 +128,10 @@ type Router struct {
 	replySub    *nats.Subscription
 	replyPrefix string
 
-	mu      sync.Mutex
-	pending map[string]pendingCall
+	mu       sync.Mutex
+	pending  map[string]pendingCall
+	draining bool          // Stop is waiting for pending to empty
+	idle     chan struct{} // closed once draining and pending is empty
 
 	refused atomic.Int64
 
@@ -154,8 +152,13 @@ type decodedClaims struct {
 	raw []byte
 }
 
-// maxCachedClaims bounds the claims a Router keeps decoded.
-const maxCachedClaims = 1024
+// maxCachedClaims bounds the claims a Router keeps decoded, and
+// maxCachedClaimsLen the size of each (so at most 4 MiB in all); larger
+// claims are decoded every time.
+const (
+	maxCachedClaims    = 1024
+	maxCachedClaimsLen = 4 << 10
+)
 
 // decodeClaims returns claims decoded, from the cache when it can.
 func (r *Router) decodeClaims(claims string) (*decodedClaims, error) {
@@ -167,6 +170,9 @@ func (r *Router) decodeClaims(claims string) (*decodedClaims, error) {
 		return nil, err
 	}
 	d := &decodedClaims{m: m, raw: []byte(claims)}
+	if len(claims) > maxCachedClaimsLen {
+		return d, nil
+	}
 	if r.claimsCount.Add(1) > maxCachedClaims {
 		r.claims.Clear()
 		r.claimsCount.Store(1)
@@ -186,7 +192,7 @@ type pendingCall struct {
 // that may publish to every function), that asks authorize about every
 // call. [WithClaimsSigner] is required: the host's signer, the one the
 // gateway's Client signs with.
-func NewRouter(nc *nats.Conn, authorize AuthorizeFunc, opts ...RouterOption) (*Router, error) {
+func NewRouter(nc *nats.Conn, authorize AuthorizeFunc, opts ...ClientOption) (*Router, error) {
 	if nc == nil {
 		return nil, errors.New("mesh: NewRouter: nil connection")
 	}
@@ -200,11 +206,7 @@ func NewRouter(nc *nats.Conn, authorize AuthorizeFunc, opts ...RouterOption) (*R
 		maxHops:    DefaultMaxHops,
 		workers:    runtime.GOMAXPROCS(0),
 	}
-	for _, o := range opts {
-		if o != nil {
-			o.applyToRouter(&cfg)
-		}
-	}
+	apply(clientSide(opts), &cfg, cfg.fail, func(o *option) func(*routerConfig) { return o.router }, "Router")
 	if cfg.err != nil {
 		return nil, cfg.err
 	}
@@ -222,6 +224,7 @@ func NewRouter(nc *nats.Conn, authorize AuthorizeFunc, opts ...RouterOption) (*R
 		replyPrefix: nc.NewInbox() + ".",
 		stopped:     make(chan struct{}),
 		sweeper:     make(chan struct{}),
+		idle:        make(chan struct{}),
 	}
 	var err error
 	if r.replySub, err = nc.Subscribe(r.replyPrefix+"*", r.relay); err != nil {
@@ -266,22 +269,16 @@ func (r *Router) Stop(ctx context.Context) error {
 		go func() {
 			defer close(r.stopped)
 			for _, s := range r.subs {
-				_ = s.Drain()
-			}
-			for _, s := range r.subs {
-				for s.IsValid() {
-					time.Sleep(5 * time.Millisecond)
+				closed := s.StatusChanged(nats.SubscriptionClosed)
+				if s.Drain() == nil {
+					<-closed // every call it had taken in has been routed
 				}
 			}
-			for {
-				r.mu.Lock()
-				n := len(r.pending)
-				r.mu.Unlock()
-				if n == 0 {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			r.mu.Lock()
+			r.draining = true
+			r.checkIdle()
+			r.mu.Unlock()
+			<-r.idle
 		}()
 	})
 	var err error
@@ -293,6 +290,18 @@ func (r *Router) Stop(ctx context.Context) error {
 	r.unsubscribe()
 	r.sweepOnce.Do(func() { close(r.sweeper) })
 	return err
+}
+
+// checkIdle closes idle once Stop waits and no answer is pending. r.mu
+// is held.
+func (r *Router) checkIdle() {
+	if r.draining && len(r.pending) == 0 {
+		select {
+		case <-r.idle:
+		default:
+			close(r.idle)
+		}
+	}
 }
 
 // sweep forgets forwarded calls whose deadline has passed without an
@@ -311,6 +320,7 @@ func (r *Router) sweep() {
 					delete(r.pending, tok)
 				}
 			}
+			r.checkIdle()
 			r.mu.Unlock()
 		}
 	}
@@ -345,6 +355,7 @@ func (r *Router) route(m *nats.Msg) {
 	if err := r.nc.PublishMsg(&out.msg); err != nil {
 		r.mu.Lock()
 		delete(r.pending, tok)
+		r.checkIdle()
 		r.mu.Unlock()
 		e := transport.WrapError(transport.CodeUnavailable, transport.DefaultMessage(transport.CodeUnavailable), err)
 		if errors.Is(err, nats.ErrMaxPayload) {
@@ -484,6 +495,7 @@ func (r *Router) relay(m *nats.Msg) {
 	r.mu.Lock()
 	p, ok := r.pending[tok]
 	delete(r.pending, tok)
+	r.checkIdle()
 	r.mu.Unlock()
 	if !ok {
 		return // the caller's deadline passed and the call was swept

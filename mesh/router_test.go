@@ -28,7 +28,7 @@ type authEnv struct {
 	router *mesh.Router
 }
 
-func newAuthEnv(t *testing.T, authorize mesh.AuthorizeFunc, opts ...mesh.RouterOption) *authEnv {
+func newAuthEnv(t *testing.T, authorize mesh.AuthorizeFunc, opts ...mesh.ClientOption) *authEnv {
 	t.Helper()
 	b, err := broker.Start(context.Background(), broker.WithServiceAuth(broker.ServiceAuth{Secret: []byte("router-test-secret-0123456789")}))
 	if err != nil {
@@ -545,4 +545,48 @@ func TestRouterCluster(t *testing.T) {
 		}
 	}
 	_ = r1.Stop(stopCtx)
+}
+
+// TestRouterKeyRotation: a router that signs with a new key and still
+// verifies with the old one takes the calls of gateways that have not
+// rotated yet; once the old key is dropped, their claims are refused.
+func TestRouterKeyRotation(t *testing.T) {
+	t.Parallel()
+	oldKey := transport.ClaimsKey{ID: "old", Secret: []byte(strings.Repeat("o", 32))}
+	newKey := transport.ClaimsKey{ID: "new", Secret: []byte(strings.Repeat("n", 32))}
+	oldSigner, _ := transport.NewClaimsSigner(oldKey)
+	rotated, _ := transport.NewClaimsSigner(newKey, oldKey)
+	retired, _ := transport.NewClaimsSigner(newKey)
+	b, err := broker.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	var ran atomic.Int64
+	nc, _ := b.NewConn("svc")
+	startService(t, nc, "b", map[string]mesh.Handler{"whoami": whoamiHandler(&ran)})
+	startService(t, nc, "a", map[string]mesh.Handler{"relay": relay})
+	gw, _ := mesh.NewClient(b.Conn(), mesh.WithClaimsSigner(oldSigner))
+	ctx := reqctx.WithClaims(context.Background(), map[string]any{"sub": "u1"}, []byte(`{"sub":"u1"}`))
+	allow := func(context.Context, string, string, []byte) error { return nil }
+	for _, tc := range []struct {
+		name   string
+		signer *transport.ClaimsSigner
+		want   int
+	}{{"rotated", rotated, 200}, {"old key retired", retired, 401}} {
+		r, err := mesh.NewRouter(b.Conn(), allow, mesh.WithClaimsSigner(tc.signer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = gw.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
+		if got := 200; err != nil {
+			got = transport.AsError(err).HTTPStatus()
+			if got != tc.want {
+				t.Errorf("%s: %v; want %d", tc.name, err, tc.want)
+			}
+		} else if got != tc.want {
+			t.Errorf("%s: 200; want %d", tc.name, tc.want)
+		}
+		_ = r.Stop(context.Background())
+	}
 }

@@ -89,11 +89,7 @@ func NewService(nc *nats.Conn, name string, opts ...ServiceOption) (*Service, er
 		maxConcurrency: DefaultMaxConcurrency,
 		version:        DefaultVersion,
 	}
-	for _, o := range opts {
-		if o != nil {
-			o.applyToService(&cfg)
-		}
-	}
+	apply(serviceSide(opts), &cfg, cfg.fail, func(o *option) func(*serviceConfig) { return o.service }, "Service")
 	if cfg.err != nil {
 		return nil, cfg.err
 	}
@@ -515,4 +511,6 @@ func (s *Service) stop() {
 		}
 	}
 	s.wg.Wait()
+	// No function runs any more to wait for a nested call's answer.
+	s.client.closeInboxes()
 }

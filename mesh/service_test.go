@@ -455,6 +455,20 @@ func TestConstructorsValidate(t *testing.T) {
 	if _, err := mesh.NewDiscovery(nc, mesh.WithDiscoveryWindow(0)); err == nil {
 		t.Error("NewDiscovery(WithDiscoveryWindow(0)) = nil error")
 	}
+	// A client-side option for another kind of thing is an error that
+	// names it, never silently ignored.
+	if _, err := mesh.NewClient(nc, mesh.WithMaxHops(3)); err == nil || !strings.Contains(err.Error(), "WithMaxHops does not configure a Client") {
+		t.Errorf("NewClient(WithMaxHops(3)) = %v; want an error naming WithMaxHops", err)
+	}
+	if _, err := mesh.NewDiscovery(nc, mesh.WithTimeout(time.Second)); err == nil || !strings.Contains(err.Error(), "WithTimeout does not configure a Discovery") {
+		t.Errorf("NewDiscovery(WithTimeout) = %v; want an error naming WithTimeout", err)
+	}
+	if _, err := mesh.NewClient(nc, mesh.WithLogger(nil)); err == nil {
+		t.Error("NewClient(WithLogger) = nil error; a Client does not log")
+	}
+	if _, err := mesh.NewDiscovery(nc, mesh.WithPrefix("org.fn"), nil); err != nil {
+		t.Errorf("NewDiscovery(WithPrefix, nil) = %v; want nil", err)
+	}
 	svc := startService(t, nc, "dup", map[string]mesh.Handler{"f": echo})
 	if err := svc.Handle("f", echo); err == nil {
 		t.Error("second Handle(f) = nil error")

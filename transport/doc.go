@@ -36,6 +36,9 @@
 //	                 a service passes it on and cannot check it
 //	Mesh-Caller      "service.function" when a function makes the call
 //	Mesh-Hops        how many nested calls led to this one (absent: 0)
+//	Mesh-Task-Id     on a durable (async) call: the task's ID, the same
+//	                 on every attempt, to make the effect idempotent
+//	Mesh-Task-Attempt  on a durable call: the attempt's number, from 1
 //	traceparent      W3C trace context (and tracestate), when tracing
 //	Content-Type     the media type of the params
 //

@@ -19,6 +19,12 @@ const (
 	HeaderTracestate  = "tracestate"
 	HeaderContentType = "Content-Type"
 
+	// HeaderTaskID and HeaderTaskAttempt come with a durable (async)
+	// call: the task's ID, the same on every attempt, and the attempt's
+	// number, from 1. A function makes its effect idempotent by the ID.
+	HeaderTaskID      = "Mesh-Task-Id"
+	HeaderTaskAttempt = "Mesh-Task-Attempt"
+
 	// HeaderServiceError and HeaderServiceErrorCode mark an error reply,
 	// as in NATS micro.
 	HeaderServiceError     = "Nats-Service-Error"

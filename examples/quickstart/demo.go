@@ -39,6 +39,12 @@ curl -i -X POST {{.URL}}/fn/accounts/me
 # 503 Service Unavailable: rules.json lets you call billing, but no instance of it runs
 curl -i -X POST -H "Authorization: Bearer $TOKEN" {{.URL}}/fn/billing/invoices
 
+# 202 Accepted: an async call, stored in JetStream; GET its Location (with the token) for its status
+curl -i -X POST -H "Authorization: Bearer $TOKEN" -H "Prefer: respond-async" {{.URL}}/fn/mail/welcome -d '{"email":"ada@example.com"}'
+
+# 202 Accepted: a signup event; its trigger sends the welcome email (mail.welcome)
+curl -i -X POST -H "Authorization: Bearer $TOKEN" {{.URL}}/fn/events/signup -d '{"email":"ada@example.com"}'
+
 # 200 OK: the running services, their functions and instances
 curl -i {{.URL}}/fn
 

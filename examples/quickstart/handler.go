@@ -35,6 +35,7 @@ var (
 //
 //	/fn/{service}/{function}  the gateway, behind the middleware chain
 //	GET /fn                   the running services, their functions and instances
+//	GET /tasks/{id}           an async call's status, for its caller
 //	GET /                     the web example's page, calling the gateway from its origin
 //	/v1/api/quickstart/...    Space Cloud's call API, on the same chain
 //
@@ -42,7 +43,7 @@ var (
 // also returns the router of nested calls, which the caller stops: a
 // function that calls another (greeter.welcome calls accounts.me) passes
 // the same policy.
-func newHandler(ctx context.Context, b *broker.Broker, logger *slog.Logger, corsOrigins []string) (http.Handler, *mesh.Router, error) {
+func newHandler(ctx context.Context, b *broker.Broker, du *durable, signer *transport.ClaimsSigner, logger *slog.Logger, corsOrigins []string) (http.Handler, *mesh.Router, error) {
 	nc := b.Conn()
 	verifier, err := middleware.NewJWTVerifier(middleware.JWTOptions{
 		Keys: []middleware.JWTKey{{Algorithm: "HS256", Key: demoSecret}},
@@ -63,12 +64,9 @@ func newHandler(ctx context.Context, b *broker.Broker, logger *slog.Logger, cors
 	if err != nil {
 		return nil, nil, err
 	}
-	// The host signs the claims it forwards, so that a function can pass
-	// them on to the functions it calls; the router checks the signature.
-	signer, err := transport.NewClaimsSigner(b.ClaimsKey())
-	if err != nil {
-		return nil, nil, err
-	}
+	// The host signs the claims it forwards (signer, main.go), so that a
+	// function can pass them on to the functions it calls; the router
+	// checks the signature.
 	gw, err := mesh.NewGateway(nc, mesh.WithClaimsSigner(signer))
 	if err != nil {
 		return nil, nil, err
@@ -96,7 +94,8 @@ func newHandler(ctx context.Context, b *broker.Broker, logger *slog.Logger, cors
 	mux := http.NewServeMux()
 	// No method in the pattern, so CORS preflights (OPTIONS) reach the
 	// chain; the gateway answers 405 to anything but POST.
-	mux.Handle("/fn/{service}/{function}", chain.Then(gw))
+	mux.Handle("/fn/{service}/{function}", chain.Then(du.wrap(gw)))
+	mux.Handle("GET /tasks/{id}", alice.New(middleware.RequestID, middleware.JWT(verifier)).Then(du.q.StatusHandler()))
 	mux.Handle("GET /fn", alice.New(middleware.RequestID, middleware.AccessLog(logger)).Then(disc))
 	mux.Handle("/", webpage.Handler("")) // a frontend on the gateway's origin; GET only
 

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -29,11 +30,13 @@ import (
 
 	"github.com/funcmesh/funcmesh/broker"
 	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/transport"
 )
 
 func main() {
 	addr := flag.String("addr", "localhost:8080", "HTTP listen address (port 0 picks a free one)")
 	corsOrigin := flag.String("cors-origin", "http://localhost:3000", "the origin whose pages may call the gateway (go run ./examples/web serves one there)")
+	store := flag.String("store", filepath.Join(os.TempDir(), "funcmesh-quickstart"), "JetStream store directory (async calls, events)")
 	flag.Parse()
 
 	// Ctrl-C or SIGTERM cancels ctx, which starts the graceful shutdown.
@@ -45,21 +48,36 @@ func main() {
 	}()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(ctx, *addr, []string{*corsOrigin}, logger); err != nil {
+	if err := run(ctx, *addr, *store, []string{*corsOrigin}, logger); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, addr string, corsOrigins []string, logger *slog.Logger) error {
+func run(ctx context.Context, addr, store string, corsOrigins []string, logger *slog.Logger) error {
 	// 1. The broker: a nats-server inside this process; no port is opened.
 	// Its own log goes to stderr too, warnings and errors only.
 	natsLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b, err := broker.Start(ctx, broker.WithLogger(natsLog))
+	// JetStream keeps async calls and events in store, across restarts.
+	b, err := broker.Start(ctx, broker.WithLogger(natsLog), broker.WithJetStream(store))
 	if err != nil {
 		return err
 	}
 	defer b.Close() // runs last: after the HTTP server and the services
+
+	// 1b. Durable work (async.go): async calls, and a welcome email on
+	// every signup event.
+	// A key of our own, not the broker's (random per process without
+	// per-service credentials): stored tasks must verify after a restart.
+	signer, err := transport.NewClaimsSigner(transport.ClaimsKey{ID: "demo", Secret: demoSecret})
+	if err != nil {
+		return err
+	}
+	du, err := startDurable(ctx, b, signer, logger)
+	if err != nil {
+		return err
+	}
+	defer du.stop(logger)
 
 	// 2. The services, each on its own connection.
 	var services []*mesh.Service
@@ -80,7 +98,7 @@ func run(ctx context.Context, addr string, corsOrigins []string, logger *slog.Lo
 	}
 
 	// 3. The gateway behind the middleware chain (handler.go).
-	handler, router, err := newHandler(ctx, b, logger, corsOrigins)
+	handler, router, err := newHandler(ctx, b, du, signer, logger, corsOrigins)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,153 @@
+package authz_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/tester"
+
+	"github.com/funcmesh/funcmesh/authz"
+)
+
+// kindsRules uses the rule kinds that came from Space Cloud: in and notIn
+// over literals and references, and error messages.
+const kindsRules = `{"services": {"shop": {"functions": {
+	"staff":   {"rule": {"rule": "match", "eval": "in", "type": "string", "f1": "args.auth.role", "f2": ["admin", "clerk"], "error": "staff only"}},
+	"open":    {"rule": {"rule": "match", "eval": "notIn", "f1": "args.auth.sub", "f2": ["mallory", "trudy"]}},
+	"tagged":  {"rule": {"rule": "match", "eval": "in", "f1": "args.params.tag", "f2": "args.auth.tags"}},
+	"sized":   {"rule": {"rule": "match", "eval": "in", "type": "number", "f1": "args.params.size", "f2": [1, 2.5, 10]}},
+	"members": {"rule": {"rule": "authenticated", "error": "members only"}}}}}}`
+
+// TestRuleKindsHTTP decides each new kind over HTTP, allowing and
+// denying; the package's differential check holds every decision to the
+// generated module's.
+func TestRuleKindsHTTP(t *testing.T) {
+	t.Parallel()
+	a := newAuthorizer(t, authz.RulesJSON([]byte(kindsRules)), authz.WithClaims(testClaims))
+	srv := serve(t, a)
+	tests := []struct {
+		path, claims, body string
+		status             int
+		msg                string
+	}{
+		{"/fn/shop/staff", `{"sub": "a", "role": "clerk"}`, `{}`, 200, ""},
+		{"/fn/shop/staff", `{"sub": "b", "role": "guest"}`, `{}`, 403, "staff only"},
+		{"/fn/shop/staff", `{"sub": "c", "role": ["admin"]}`, `{}`, 403, "staff only"},
+		{"/fn/shop/staff", ``, `{}`, 401, "staff only"},
+		{"/fn/shop/open", `{"sub": "alice"}`, `{}`, 200, ""},
+		{"/fn/shop/open", `{"sub": "mallory"}`, `{}`, 403, "permission denied"},
+		{"/fn/shop/open", `{"name": "no sub"}`, `{}`, 403, "permission denied"}, // a missing operand never makes notIn true
+		{"/fn/shop/tagged", `{"sub": "a", "tags": ["x", "y"]}`, `{"tag": "y"}`, 200, ""},
+		{"/fn/shop/tagged", `{"sub": "a", "tags": ["x", "y"]}`, `{"tag": "z"}`, 403, "permission denied"},
+		{"/fn/shop/tagged", `{"sub": "a", "tags": {"k": "y"}}`, `{"tag": "y"}`, 403, "permission denied"}, // an object is not an array
+		{"/fn/shop/sized", ``, `{"size": 2.5}`, 200, ""},
+		{"/fn/shop/sized", ``, `{"size": 2.50}`, 200, ""},
+		{"/fn/shop/sized", ``, `{"size": "10"}`, 403, "permission denied"},
+		{"/fn/shop/members", ``, `{}`, 401, "members only"},
+		{"/fn/shop/members", `{"sub": "a"}`, `{}`, 200, ""},
+	}
+	for _, tt := range tests {
+		got := do(t, srv, call{path: tt.path, body: tt.body, claims: tt.claims})
+		if got.status != tt.status || tt.msg != "" && got.errMsg != tt.msg {
+			t.Errorf("%s %s %s: %d %q; want %d %q", tt.path, tt.claims, tt.body, got.status, got.errMsg, tt.status, tt.msg)
+		}
+	}
+}
+
+// TestRuleKindsErrors: bad uses of the new kinds fail at load, naming
+// the place.
+func TestRuleKindsErrors(t *testing.T) {
+	t.Parallel()
+	wrap := func(rule string) string {
+		return `{"services": {"s": {"functions": {"f": {"rule": ` + rule + `}}}}}`
+	}
+	const at = "services.s.functions.f.rule"
+	tests := []struct{ rule, want string }{
+		{`{"rule": "match", "eval": "in", "f1": "args.auth.role", "f2": "admin"}`, at + ".f2: in needs an array"},
+		{`{"rule": "match", "eval": "==", "f1": "args.auth.role", "f2": ["a"]}`, at + ".f2: an array literal may only be f2 of in or notIn"},
+		{`{"rule": "match", "eval": "in", "f1": ["a"], "f2": "args.auth.roles"}`, at + ".f1: an array literal may only be f2 of in or notIn"},
+		{`{"rule": "match", "eval": "in", "f1": "args.auth.role", "f2": ["a", 1]}`, at + ".f2[1]: number in an array of strings"},
+		{`{"rule": "match", "eval": "in", "f1": "args.auth.role", "f2": ["args.auth.x"]}`, at + ".f2[0]: an array holds literals only"},
+		{`{"rule": "match", "eval": "in", "type": "number", "f1": "args.auth.n", "f2": ["a"]}`, at + ".f2: string literal"},
+		{`{"rule": "and", "clauses": [{"rule": "allow", "error": "x"}]}`, at + ".clauses[0].error: only the rule of a function may carry an error message"},
+		{`{"rule": "allow", "error": 5}`, at + ".error: want a string"},
+	}
+	for _, tt := range tests {
+		_, err := authz.ParseRules([]byte(wrap(tt.rule)))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v; want %q", tt.rule, err, tt.want)
+		}
+	}
+}
+
+// TestRuleKindsWithOPATester: the generated module of the new kinds is
+// their definition, and opa test decides it as the Authorizer does.
+func TestRuleKindsWithOPATester(t *testing.T) {
+	t.Parallel()
+	cfg, err := authz.ParseRules([]byte(kindsRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := cfg.Rego()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tests = `package funcmesh.rules_test
+
+import data.funcmesh.rules
+
+test_staff_in if rules.decision.allow with input as {"service": "shop", "function": "staff", "auth": {"role": "admin"}}
+
+test_staff_error if {
+	d := rules.decision with input as {"service": "shop", "function": "staff", "auth": {"role": "guest"}}
+	d == {"allow": false, "status": 403, "reason": "staff only"}
+}
+
+test_open_not_in if rules.decision.allow with input as {"service": "shop", "function": "open", "auth": {"sub": "alice"}}
+
+test_open_missing_denied if not rules.decision.allow with input as {"service": "shop", "function": "open", "auth": {}}
+
+test_tagged_reference if rules.decision.allow with input as {"service": "shop", "function": "tagged", "auth": {"tags": ["a"]}, "params": {"tag": "a"}}
+
+test_members_anonymous if {
+	d := rules.decision with input as {"service": "shop", "function": "members", "auth": null}
+	d == {"allow": false, "status": 401, "reason": "members only"}
+}
+`
+	modules := map[string]*ast.Module{}
+	for name, text := range map[string]string{"rules.rego": src, "rules_test.rego": tests} {
+		m, err := ast.ParseModuleWithOpts(name, text, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		modules[name] = m
+	}
+	ctx := context.Background()
+	store := inmem.New()
+	txn := storage.NewTransactionOrDie(ctx, store)
+	defer store.Abort(ctx, txn)
+	ch, err := tester.NewRunner().SetCompiler(ast.NewCompiler()).SetStore(store).SetModules(modules).RaiseBuiltinErrors(true).RunTests(ctx, txn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for r := range ch {
+		n++
+		if r.Error != nil || !r.Pass() {
+			t.Errorf("%s: failed (%v)", r.Name, r.Error)
+		}
+	}
+	if n != 6 {
+		t.Errorf("%d tests ran; want 6", n)
+	}
+	// The Authorizer agrees.
+	a := newAuthorizer(t, authz.Rules(cfg))
+	d, err := a.Authorize(ctx, authz.Input{Service: "shop", Function: "members"})
+	if err != nil || d.Status != 401 || d.Reason != "members only" {
+		t.Errorf("members, anonymous: %+v, %v", d, err)
+	}
+}

@@ -1,0 +1,484 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/reqctx"
+	"github.com/funcmesh/funcmesh/transport"
+)
+
+// rescanEvery is how often a dispatcher lists the consumers, in case it
+// missed the advisory of a new one (it was disconnected then).
+const rescanEvery = 5 * time.Second
+
+// Dispatcher runs the tasks: in every host, one per [Tasks]. Every
+// dispatcher pulls from the same durable consumers, so the hosts share the
+// work and a task runs on one of them. Make it with [Tasks.NewDispatcher],
+// then Start and Stop it.
+type Dispatcher struct {
+	t      *Tasks
+	client *mesh.Client
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	runners map[string]*runner
+	started bool
+
+	pull     context.Context // ends on Stop: no more tasks are taken
+	stopPull context.CancelFunc
+	hard     context.Context // ends when Stop gives up: attempts are cancelled
+	stopHard context.CancelFunc
+	wg       sync.WaitGroup // runners and attempts
+	sub      *nats.Subscription
+}
+
+// NewDispatcher returns a dispatcher that calls the functions through
+// client.
+func (t *Tasks) NewDispatcher(client *mesh.Client) *Dispatcher {
+	if client == nil {
+		panic("tasks: NewDispatcher: nil client")
+	}
+	log := t.opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Dispatcher{t: t, client: client, log: log, runners: map[string]*runner{}}
+}
+
+// Start starts taking tasks of every function that has a consumer, and of
+// each function that gets one later. ctx bounds the start only.
+func (d *Dispatcher) Start(ctx context.Context) error {
+	d.mu.Lock()
+	if d.started {
+		d.mu.Unlock()
+		return errors.New("tasks: Dispatcher started twice")
+	}
+	d.started = true
+	d.pull, d.stopPull = context.WithCancel(context.Background())
+	d.hard, d.stopHard = context.WithCancel(context.Background())
+	d.mu.Unlock()
+
+	sub, err := d.t.nc.Subscribe("$JS.EVENT.ADVISORY.CONSUMER.CREATED."+StreamName+".*", func(m *nats.Msg) {
+		name := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+		d.add(d.pull, name)
+	})
+	if err != nil {
+		return err
+	}
+	d.sub = sub
+	if err := d.scan(ctx); err != nil {
+		return err
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		tick := time.NewTicker(rescanEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-d.pull.Done():
+				return
+			case <-tick.C:
+				ctx, cancel := context.WithTimeout(d.pull, rescanEvery)
+				if err := d.scan(ctx); err != nil && d.pull.Err() == nil {
+					d.log.Warn("tasks: listing consumers", "error", err)
+				}
+				cancel()
+			}
+		}
+	}()
+	return nil
+}
+
+// scan starts a runner for every function consumer not yet served.
+func (d *Dispatcher) scan(ctx context.Context) error {
+	names := d.t.stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		d.add(ctx, name)
+	}
+	return names.Err()
+}
+
+func (d *Dispatcher) add(ctx context.Context, name string) {
+	if !strings.HasPrefix(name, "fn_") {
+		return
+	}
+	d.mu.Lock()
+	_, running := d.runners[name]
+	d.mu.Unlock()
+	if running || d.pull.Err() != nil {
+		return
+	}
+	if ctx == d.pull {
+		// Advisory callbacks run on the connection's goroutine: look the
+		// consumer up elsewhere.
+		go d.add(context.WithoutCancel(d.pull), name)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cons, err := d.t.stream.Consumer(ctx, name)
+	if err != nil {
+		d.log.Warn("tasks: consumer", "consumer", name, "error", err)
+		return
+	}
+	svc, fn, ok := functionOf(cons.CachedInfo().Config.FilterSubject)
+	if !ok {
+		return
+	}
+	r := &runner{d: d, service: svc, function: fn, cons: cons, retry: d.t.retry(svc, fn)}
+	d.mu.Lock()
+	if _, running := d.runners[name]; running || d.pull.Err() != nil {
+		d.mu.Unlock()
+		return
+	}
+	d.runners[name] = r
+	d.wg.Add(1)
+	d.mu.Unlock()
+	go func() {
+		defer d.wg.Done()
+		r.run()
+	}()
+}
+
+// Stop stops taking tasks and waits for the attempts running to end, until
+// ctx is done; then it cancels them, and they go back to the queue at once
+// for another host (their attempt counts).
+func (d *Dispatcher) Stop(ctx context.Context) error {
+	d.mu.Lock()
+	if !d.started {
+		d.mu.Unlock()
+		return nil
+	}
+	d.mu.Unlock()
+	if d.sub != nil {
+		_ = d.sub.Unsubscribe()
+	}
+	d.stopPull()
+	done := make(chan struct{})
+	go func() {
+		d.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		d.stopHard()
+		return nil
+	case <-ctx.Done():
+		d.stopHard()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// runner takes the tasks of one function.
+type runner struct {
+	d                 *Dispatcher
+	service, function string
+	cons              jetstream.Consumer
+	retry             Retry
+	pausedUntil       atomic.Int64 // Unix ns: a 429 pauses taking new tasks
+}
+
+func (r *runner) run() {
+	d := r.d
+	sem := make(chan struct{}, r.retry.Concurrency)
+	it, err := r.cons.Messages(jetstream.PullMaxMessages(r.retry.Concurrency),
+		// Short pulls: after a consumer leader change (a cluster node
+		// lost) the missed heartbeats show it within seconds.
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
+	if err != nil {
+		d.log.Warn("tasks: consuming", "service", r.service, "function", r.function, "error", err)
+		d.mu.Lock()
+		delete(d.runners, consumerName(r.service, r.function))
+		d.mu.Unlock()
+		return
+	}
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-d.pull.Done():
+		case <-stopped:
+		}
+		it.Stop()
+	}()
+	errWait := 50 * time.Millisecond
+	for {
+		select {
+		case sem <- struct{}{}:
+		case <-d.pull.Done():
+			return
+		}
+		if wait := time.Until(time.Unix(0, r.pausedUntil.Load())); wait > 0 {
+			if !sleep(d.pull, wait) {
+				return
+			}
+		}
+		msg, err := it.Next()
+		if err != nil {
+			<-sem
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || d.pull.Err() != nil {
+				return
+			}
+			if !sleep(d.pull, errWait) {
+				return
+			}
+			errWait = min(2*errWait, 2*time.Second)
+			continue
+		}
+		errWait = 50 * time.Millisecond
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			defer func() { <-sem }()
+			r.attempt(msg)
+		}()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// attempt runs one delivery of a task.
+func (r *runner) attempt(msg jetstream.Msg) {
+	d, t := r.d, r.d.t
+	ctx := d.hard
+	md, err := msg.Metadata()
+	if err != nil {
+		_ = msg.Nak()
+		return
+	}
+	attempt := int(md.NumDelivered)
+	tk, err := decodeTask(msg.Subject(), msg.Headers(), msg.Data())
+	if err != nil {
+		t.deadLetterInvalid(ctx, msg, "malformed task: "+err.Error())
+		_ = msg.Ack()
+		return
+	}
+	now := time.Now()
+	st := &Status{ID: tk.id, Service: tk.service, Function: tk.function, Enqueued: tk.enqueued,
+		Attempts: attempt - 1, Owner: ownerKey(owner(tk.claims))}
+	if err := tk.verify(t.opts.Signer, now); err != nil {
+		reason := "the claims signature does not hold: the task was altered or signed with an unknown key"
+		if errors.Is(err, transport.ErrClaimsExpired) {
+			reason = "the task expired before it could run"
+		}
+		st.Owner = "" // nobody's claims can be trusted
+		r.fail(ctx, msg, tk, st, transport.NewError(transport.CodePermissionDenied, reason))
+		return
+	}
+	// Every delivery looks at the status first, not only redeliveries: a
+	// cluster that lost a consumer leader, or a broker killed with its
+	// host, may deliver a finished task again with its count reset. The
+	// first attempt's "running" status is created only if there is none,
+	// which is that look in the same round trip.
+	markRunning := func() {
+		st.State, st.Attempts, st.Updated, st.Due = StateRunning, attempt, now, nil
+		st.History = append(st.History, now)
+		if len(st.History) > 20 {
+			st.History = st.History[len(st.History)-20:]
+		}
+	}
+	var running jetstream.PubAckFuture
+	created := false
+	if attempt == 1 {
+		markRunning()
+		if b, err := json.Marshal(st); err == nil {
+			_, err := t.status.Create(ctx, tk.id, b)
+			created = err == nil
+		}
+		if !created {
+			st.History, st.Attempts = nil, 0
+		}
+	}
+	if !created {
+		if prev, _, err := t.loadStatus(ctx, tk.id); err == nil {
+			if prev.State.Final() && (attempt > 1 || prev.enqueuedSame(tk)) {
+				// Done before: the acknowledgement was lost.
+				_ = msg.Ack()
+				return
+			}
+			st.History = prev.History
+			st.Error = prev.Error
+			if prev.Attempts >= attempt && prev.enqueuedSame(tk) {
+				// The broker forgot deliveries: count on from the status.
+				attempt = prev.Attempts + 1
+			}
+		}
+		if attempt > tk.retry.MaxAttempts {
+			r.fail(ctx, msg, tk, st, transport.NewError(transport.CodeUnavailable,
+				"no attempts left: the last attempt was interrupted (its host stopped or lost the broker)"))
+			return
+		}
+		markRunning()
+		running = t.putStatusAsync(st)
+	}
+
+	// Keep the attempt ours while it runs.
+	keep := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(max(t.opts.AckWait/3, 10*time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-keep:
+				return
+			case <-tick.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	rep, err := r.call(ctx, tk, attempt)
+	close(keep)
+	if running != nil {
+		select {
+		case <-running.Ok():
+		case <-running.Err():
+		case <-time.After(5 * time.Second):
+		}
+	}
+	now = time.Now()
+	st.Updated = now
+	if err == nil {
+		st.State, st.Error = StateSucceeded, nil
+		t.setResult(st, rep.Body, rep.ContentType)
+		t.putStatusRetrying(ctx, st)
+		_ = msg.Ack()
+		return
+	}
+	e := transport.AsError(err)
+	st.Error = &StatusError{Code: e.Code(), Status: e.HTTPStatus(), Message: e.Message()}
+	if d.hard.Err() != nil {
+		// The host is stopping: give the task back at once.
+		st.State = StatePending
+		t.putStatusRetrying(context.WithoutCancel(ctx), st)
+		_ = msg.Nak()
+		return
+	}
+	status := e.HTTPStatus()
+	retryable := status >= 500 || status == http.StatusTooManyRequests
+	if !retryable || attempt >= tk.retry.MaxAttempts {
+		r.fail(ctx, msg, tk, st, e)
+		return
+	}
+	delay := backoff(tk.retry, attempt)
+	due := now.Add(delay)
+	st.State, st.Due = StatePending, &due
+	t.putStatusRetrying(ctx, st)
+	if status == http.StatusTooManyRequests {
+		r.pausedUntil.Store(due.UnixNano())
+	}
+	_ = msg.NakWithDelay(delay)
+}
+
+// call makes one attempt of tk.
+func (r *runner) call(ctx context.Context, tk *task, attempt int) (mesh.Reply, error) {
+	ctx, cancel := context.WithTimeout(ctx, tk.retry.Timeout)
+	defer cancel()
+	if tk.claims != "" {
+		claims, err := transport.DecodeClaims(tk.claims)
+		if err != nil {
+			return mesh.Reply{}, transport.WrapError(transport.CodeInvalidArgument, "the task's claims cannot be read", err)
+		}
+		ctx = reqctx.WithClaims(ctx, claims, []byte(tk.claims))
+	}
+	ctx = reqctx.WithRequestID(ctx, tk.requestID)
+	h := make(nats.Header, len(tk.extra)+2)
+	for k, v := range tk.extra {
+		h[k] = v
+	}
+	h[transport.HeaderTaskID] = []string{tk.id}
+	h[transport.HeaderTaskAttempt] = []string{strconv.Itoa(attempt)}
+	return r.d.client.Do(ctx, &mesh.Request{
+		Service:     tk.service,
+		Function:    tk.function,
+		Params:      tk.params,
+		ContentType: tk.contentType,
+		Header:      h,
+	})
+}
+
+// fail ends a task for good: a dead letter, the failed status, and the
+// message acknowledged.
+func (r *runner) fail(ctx context.Context, msg jetstream.Msg, tk *task, st *Status, e *transport.Error) {
+	t := r.d.t
+	st.State, st.Updated, st.Due = StateFailed, time.Now(), nil
+	st.Error = &StatusError{Code: e.Code(), Status: e.HTTPStatus(), Message: e.Message()}
+	var seq uint64
+	if md, err := msg.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	if err := t.deadLetter(ctx, tk, st, seq); err != nil {
+		// Not stored: keep the task, try again later.
+		r.d.log.Warn("tasks: storing a dead letter", "task", tk.id, "error", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	t.putStatusRetrying(ctx, st)
+	_ = msg.Ack()
+}
+
+// backoff is the pause after attempt n (from 1): Backoff doubled n-1
+// times, at most MaxBackoff, drawn from its upper half.
+func backoff(r Retry, n int) time.Duration {
+	d := r.Backoff
+	for i := 1; i < n && d < r.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, r.MaxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+// putStatusAsync publishes st without waiting for the acknowledgement.
+func (t *Tasks) putStatusAsync(st *Status) jetstream.PubAckFuture {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil
+	}
+	f, err := t.js.PublishAsync("$KV."+StatusBucketName+"."+st.ID, b)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// putStatusRetrying writes st, trying a few times over a few seconds.
+func (t *Tasks) putStatusRetrying(ctx context.Context, st *Status) {
+	wait := 100 * time.Millisecond
+	for i := 0; ; i++ {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := t.putStatus(pctx, st)
+		cancel()
+		if err == nil || i == 4 {
+			if err != nil && t.opts.Logger != nil {
+				t.opts.Logger.Warn("tasks: writing a status", "task", st.ID, "error", err)
+			}
+			return
+		}
+		time.Sleep(wait)
+		wait *= 2
+	}
+}
