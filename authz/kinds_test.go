@@ -71,9 +71,9 @@ func TestRuleKindsErrors(t *testing.T) {
 		{`{"rule": "match", "eval": "==", "f1": "args.auth.role", "f2": ["a"]}`, at + ".f2: an array literal may only be f2 of in or notIn"},
 		{`{"rule": "match", "eval": "in", "f1": ["a"], "f2": "args.auth.roles"}`, at + ".f1: an array literal may only be f2 of in or notIn"},
 		{`{"rule": "match", "eval": "in", "f1": "args.auth.role", "f2": ["a", 1]}`, at + ".f2[1]: number in an array of strings"},
-		{`{"rule": "match", "eval": "in", "f1": "args.auth.role", "f2": ["args.auth.x"]}`, at + ".f2[0]: an array holds literals only"},
+		{`{"rule": "match", "eval": "in", "f1": "args.auth.role", "f2": ["a", "utils.exists(args.auth.x)"]}`, at + ".f2[1]: utils.exists(…) in a list"},
 		{`{"rule": "match", "eval": "in", "type": "number", "f1": "args.auth.n", "f2": ["a"]}`, at + ".f2: string literal"},
-		{`{"rule": "and", "clauses": [{"rule": "allow", "error": "x"}]}`, at + ".clauses[0].error: only the rule of a function may carry an error message"},
+		{`{"rule": "and", "clauses": [{"rule": "allow", "error": "` + strings.Repeat("x", 1025) + `"}]}`, at + ".clauses[0].error: longer than 1024 bytes"},
 		{`{"rule": "allow", "error": 5}`, at + ".error: want a string"},
 	}
 	for _, tt := range tests {

@@ -71,7 +71,7 @@ func (f *authFunc) call(ctx context.Context, service, function string, params []
 func TestFuncRule(t *testing.T) {
 	t.Parallel()
 	f := newAuthFunc(`{"ack": true}`)
-	a := newAuthorizer(t, authz.RulesJSON([]byte(kindsRules)), authz.WithCall(f.call))
+	a := newAuthorizer(t, authz.RulesJSON([]byte(allKindsRules)), authz.WithCall(f.call))
 	in := authz.Input{Service: "shop", Function: "func", Auth: map[string]any{"sub": "u1"}, Params: json.RawMessage(`{"amount": 5}`), Token: "t0k3n"}
 	ctx := reqctx.WithClaims(context.Background(), in.Auth, nil)
 	decide := func() authz.Decision {
@@ -141,12 +141,12 @@ func TestFuncRule(t *testing.T) {
 // TestFuncRuleWithoutCall: without WithCall, a func rule denies.
 func TestFuncRuleWithoutCall(t *testing.T) {
 	t.Parallel()
-	a := newAuthorizer(t, authz.RulesJSON([]byte(kindsRules)))
+	a := newAuthorizer(t, authz.RulesJSON([]byte(allKindsRules)))
 	d, err := a.Authorize(context.Background(), authz.Input{Service: "shop", Function: "func", Auth: map[string]any{"sub": "u1"}})
 	if err != nil || d.Allow || d.Status != 403 {
 		t.Errorf("%+v, %v; want a 403 denial", d, err)
 	}
-	if _, err := authz.New(context.Background(), authz.RulesJSON([]byte(kindsRules)), authz.WithCall(nil)); err == nil {
+	if _, err := authz.New(context.Background(), authz.RulesJSON([]byte(allKindsRules)), authz.WithCall(nil)); err == nil {
 		t.Error("WithCall(nil) accepted")
 	}
 }
@@ -175,7 +175,7 @@ func TestPolicyCallRecursion(t *testing.T) {
 		}
 		return []byte(`{"ack": true}`), nil
 	}
-	a = newAuthorizer(t, authz.RulesJSON([]byte(kindsRules)), authz.WithCall(call))
+	a = newAuthorizer(t, authz.RulesJSON([]byte(allKindsRules)), authz.WithCall(call))
 	for _, id := range []string{"r1", "r2"} {
 		ctx := reqctx.WithRequestID(context.Background(), id)
 		d, err := a.Authorize(ctx, authz.Input{Service: "shop", Function: "func"})
@@ -225,7 +225,7 @@ allow if {
 // middleware takes from the context.
 func TestTokenRule(t *testing.T) {
 	t.Parallel()
-	a := newAuthorizer(t, authz.RulesJSON([]byte(kindsRules)))
+	a := newAuthorizer(t, authz.RulesJSON([]byte(allKindsRules)))
 	for _, tt := range []struct {
 		token string
 		want  int
@@ -249,7 +249,7 @@ func TestTokenRule(t *testing.T) {
 func TestRuleKindsAuthorizer(t *testing.T) {
 	t.Parallel()
 	f := newAuthFunc(`{"ack": true}`)
-	a := newAuthorizer(t, authz.RulesJSON([]byte(kindsRules)), authz.WithCall(f.call))
+	a := newAuthorizer(t, authz.RulesJSON([]byte(allKindsRules)), authz.WithCall(f.call))
 	type c struct {
 		fn     string
 		auth   map[string]any

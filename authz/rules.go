@@ -634,8 +634,18 @@ func (r *Rule) match() (matchSpec, error) {
 	if err := check("f2", m.f2); err != nil {
 		return m, err
 	}
+	first := ""
 	for i, o := range m.f2.list {
-		if err := check(fmt.Sprintf("f2[%d]", i), o); err != nil {
+		t := o.typ()
+		switch {
+		case t == "":
+			continue
+		case first != "" && t != first:
+			return m, &RuleError{Path: fmt.Sprintf("f2[%d]", i), Msg: fmt.Sprintf("%s in an array of %ss", t, first)}
+		case first == "":
+			first = t
+		}
+		if err := check("f2", o); err != nil {
 			return m, err
 		}
 	}
@@ -675,7 +685,7 @@ func parseOperand(name string, v any, list bool) (operand, error) {
 		return parseRef(name, x)
 	case []any:
 		if !list {
-			return operand{}, &RuleError{Path: name, Msg: "an array is the second operand of in and notIn only"}
+			return operand{}, &RuleError{Path: name, Msg: "an array literal may only be f2 of in or notIn"}
 		}
 		o := operand{isList: true, list: make([]operand, 0, len(x))}
 		for i, e := range x {

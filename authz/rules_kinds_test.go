@@ -14,9 +14,9 @@ import (
 	"github.com/funcmesh/funcmesh/authz"
 )
 
-// kindsRules has a rule of every kind Space Cloud had that the design's
+// allKindsRules has a rule of every kind Space Cloud had that the design's
 // first config did not, and error messages on and, or and nested rules.
-const kindsRules = `{"services": {
+const allKindsRules = `{"services": {
 	"shop": {"functions": {
 		"in":      {"rule": {"rule": "match", "eval": "in", "f1": "args.auth.role", "f2": ["admin", "ops"]}},
 		"notin":   {"rule": {"rule": "match", "type": "string", "eval": "notIn", "f1": "args.auth.role", "f2": ["banned", "args.params.blocked"]}},
@@ -46,9 +46,9 @@ const kindsRules = `{"services": {
 			{"rule": "match", "eval": "==", "f1": "args.params.b", "f2": 1, "error": "b must be 1"}]}}}},
 	"default": {"functions": {"default": {"rule": {"rule": "allow"}}}}}}`
 
-// kindsTests are opa test tests of the Rego kindsRules compiles to, with
+// allKindsTests are opa test tests of the Rego allKindsRules compiles to, with
 // funcmesh.call and http.send replaced by mocks through with.
-const kindsTests = `package funcmesh.rules_test
+const allKindsTests = `package funcmesh.rules_test
 
 import data.funcmesh.rules
 
@@ -243,9 +243,9 @@ func runOPATests(t *testing.T, rules, tests string) (passed, failed []string) {
 	return passed, failed
 }
 
-func TestRuleKindsWithOPATester(t *testing.T) {
+func TestAllRuleKindsWithOPATester(t *testing.T) {
 	t.Parallel()
-	passed, failed := runOPATests(t, kindsRules, kindsTests)
+	passed, failed := runOPATests(t, allKindsRules, allKindsTests)
 	want := []string{"test_dates", "test_errors", "test_exists", "test_func", "test_in", "test_in_numbers",
 		"test_in_reference", "test_not_in", "test_token", "test_webhook"}
 	if strings.Join(passed, " ") != strings.Join(want, " ") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -57,7 +58,9 @@ func newWebhookServer(t *testing.T, tls bool) *webhookServer {
 		<-r.Context().Done()
 	})
 	if tls {
-		w.Server = httptest.NewTLSServer(mux)
+		w.Server = httptest.NewUnstartedServer(mux)
+		w.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+		w.StartTLS()
 	} else {
 		w.Server = httptest.NewServer(mux)
 	}
