@@ -401,9 +401,19 @@ func (g *regoGen) nodeError(id string, r *Rule) {
 	}
 }
 
-// hasError reports whether a rule tree gives a denial a message.
+// hasError reports whether a rule tree may give a denial a message: it
+// has an error itself, or is an and with a clause that may, or an or
+// whose last clause may.
 func hasError(r *Rule) bool {
-	return r.Error != "" || slices.ContainsFunc(r.Clauses, func(c Rule) bool { return hasError(&c) })
+	switch {
+	case r.Error != "":
+		return true
+	case r.Kind == KindAnd:
+		return slices.ContainsFunc(r.Clauses, func(c Rule) bool { return hasError(&c) })
+	case r.Kind == KindOr && len(r.Clauses) > 0:
+		return hasError(&r.Clauses[len(r.Clauses)-1])
+	}
+	return false
 }
 
 // moduleFeatures says which parts of the module a config needs.
