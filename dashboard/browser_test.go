@@ -73,7 +73,7 @@ func TestBrowserDashboard(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Call(t.Context(), "legacy", "fail", nil); transport.CodeOf(err) != transport.CodeInternal {
+	if _, err := c.Invoke(t.Context(), "legacy", "fail", nil); transport.CodeOf(err) != transport.CodeInternal {
 		t.Fatalf("legacy.fail: %v; want internal", err)
 	}
 	waitFor(t, "the attack text", `document.querySelector('[data-service="legacy"] .lasterror')?.textContent.includes(`+jsString(attack)+`)`)

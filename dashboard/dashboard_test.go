@@ -68,7 +68,7 @@ func startAlpha(t *testing.T, b *broker.Broker, version string) *mesh.Service {
 func call(t *testing.T, c *mesh.Client, fn string, n int) {
 	t.Helper()
 	for range n {
-		_, err := c.Call(t.Context(), "alpha", fn, []byte(`{}`))
+		_, err := c.Invoke(t.Context(), "alpha", fn, []byte(`{}`))
 		if fn == "boom" && transport.CodeOf(err) != transport.CodeUnprocessable {
 			t.Fatalf("alpha.boom: %v; want unprocessable", err)
 		}
@@ -160,7 +160,7 @@ func TestSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := c.Call(t.Context(), "legacy", "echo", []byte(`"hi"`)); err != nil {
+		if _, err := c.Invoke(t.Context(), "legacy", "echo", []byte(`"hi"`)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -281,7 +281,7 @@ func TestHTTP(t *testing.T) {
 		if err := nc.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Call(t.Context(), "legacy", "fail", nil); transport.CodeOf(err) != transport.CodeInternal {
+		if _, err := c.Invoke(t.Context(), "legacy", "fail", nil); transport.CodeOf(err) != transport.CodeInternal {
 			t.Fatalf("legacy.fail: %v; want internal", err)
 		}
 		_, body := get(t, "GET", "/")

@@ -28,6 +28,8 @@ export class MeshError extends Error {
   status: number;
   /** The gateway's request ID; "" when unknown. */
   requestId: string;
+  /** The task's ID when a callAsync failed after the task was stored. */
+  taskId?: string;
 }
 
 /** A bearer token, or a function returning one (asked before every call). */
@@ -56,9 +58,42 @@ export interface CallOptions {
   responseType?: "json" | "text" | "arrayBuffer";
 }
 
+/** A task the gateway stored for callAsync. */
+export interface AcceptedTask {
+  id: string;
+  /** The absolute URL of the task's status. */
+  status: string;
+  /** True when an earlier callAsync with the same idempotencyKey stored it. */
+  duplicate: boolean;
+}
+
+export interface AsyncCallOptions extends CallOptions {
+  /** Sent as Idempotency-Key, so that a retry stores one task. */
+  idempotencyKey?: string;
+  /** Milliseconds before the first status read; 200 by default. */
+  pollInterval?: number;
+  /** The longest wait between two status reads, in ms; 5000 by default. */
+  maxPollInterval?: number;
+  /** Milliseconds to wait for the task in all; no limit by default. */
+  maxWait?: number;
+  /** Called once the gateway stored the task. */
+  onAccepted?: (task: AcceptedTask) => void;
+}
+
+export interface EmitOptions extends CallOptions {
+  /** Sent as Idempotency-Key, so that a retry emits once. */
+  idempotencyKey?: string;
+  /** The service name of the events route; "events" by default. */
+  eventsService?: string;
+}
+
 export interface Client {
   /** Calls service.fn with params (sent as JSON; undefined sends no body) and returns the result. */
   call<T = unknown>(service: string, fn: string, params?: unknown, options?: CallOptions): Promise<T>;
+  /** Calls service.fn as a durable task (Prefer: respond-async) and waits for its result. */
+  callAsync<T = unknown>(service: string, fn: string, params?: unknown, options?: AsyncCallOptions): Promise<T>;
+  /** Emits an event of the given type with payload as its data; returns the event's ID. */
+  emit(type: string, payload?: unknown, options?: EmitOptions): Promise<string>;
 }
 
 /** Returns a client of the gateway at options.baseURL. */

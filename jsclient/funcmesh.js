@@ -12,8 +12,10 @@
 //     if (err instanceof MeshError) console.log(err.code, err.status, err.requestId);
 //   }
 //
-// A call is POST {baseURL}{path}/{service}/{function} with the params as
+// A call is POST {baseURL}{prefix}/{service}/{function} with the params as
 // JSON. The result is the answer's JSON; every failure is a MeshError.
+// Durable calls (callAsync) and events (emit) need the host's task and
+// event routes.
 
 /** The names the gateway accepts for services and functions. */
 const namePattern = /^[A-Za-z0-9_-]{1,64}$/;
@@ -60,7 +62,8 @@ export function codeForStatus(status) {
  * "deadline_exceeded" (no answer in time), "invalid_argument" (a bad
  * argument, nothing sent). status is the HTTP status, 0 when no answer
  * came. requestId is the gateway's request ID, "" when unknown; quote it
- * when reporting a problem. cause holds the underlying error, if any.
+ * when reporting a problem. cause holds the underlying error, if any;
+ * taskId the task's ID when a callAsync failed after the task was stored.
  */
 export class MeshError extends Error {
   constructor(code, status, message, requestId = "", options = undefined) {
@@ -93,6 +96,25 @@ export class MeshError extends Error {
  * Per call only:
  *   signal        an AbortSignal that cancels the call.
  *   responseType  "json" (the default), "text" or "arrayBuffer".
+ *
+ * The client has three methods:
+ *
+ *   call(service, fn, params, options)       the result of service.fn
+ *   callAsync(service, fn, params, options)  the same, as a durable task:
+ *       POSTed with Prefer: respond-async; the gateway answers 202 with
+ *       the task's status location, which is read first after
+ *       pollInterval ms (200), then twice as long each time up to
+ *       maxPollInterval ms (5000), until the task succeeded (its result)
+ *       or failed (a MeshError with the last attempt's code, status and
+ *       message). maxWait (ms; no limit by default) bounds the whole wait
+ *       and signal cancels it (the task itself runs on); onAccepted(task)
+ *       is called with {id, status, duplicate} once the task is stored;
+ *       idempotencyKey is sent as Idempotency-Key, so that a retried
+ *       callAsync stores one task. Errors after acceptance carry taskId.
+ *       A gateway that makes the call at once (200) gives its result.
+ *   emit(type, payload, options)              the ID of the event emitted:
+ *       POST {prefix}/events/{type} (eventsService renames "events"),
+ *       answered 202; idempotencyKey as for callAsync.
  */
 export function createClient(options = {}) {
   const base = {
@@ -104,13 +126,56 @@ export function createClient(options = {}) {
     fetch: options.fetch,
   };
 
+  const merge = (callOptions) => ({ ...base, ...callOptions, headers: { ...base.headers, ...(callOptions.headers ?? {}) } });
+
   async function call(service, fn, params, callOptions = {}) {
-    const o = { ...base, ...callOptions, headers: { ...base.headers, ...(callOptions.headers ?? {}) } };
+    const o = merge(callOptions);
     const res = await send(o, service, fn, params, {});
     return await result(res, o.responseType ?? "json");
   }
 
-  return { call };
+  async function callAsync(service, fn, params, callOptions = {}) {
+    const o = merge(callOptions);
+    const extra = { Prefer: "respond-async" };
+    if (o.idempotencyKey) extra["Idempotency-Key"] = String(o.idempotencyKey);
+    const answer = await send(o, service, fn, params, extra);
+    if (answer.res.status !== 202) {
+      // The gateway made the call at once (it ignores the preference).
+      return await result(answer, o.responseType ?? "json");
+    }
+    let accepted;
+    try {
+      accepted = JSON.parse(new TextDecoder().decode(answer.bytes));
+    } catch {
+      accepted = undefined;
+    }
+    const where = answer.res.headers.get("Location") || accepted?.status;
+    if (typeof accepted?.id !== "string" || typeof where !== "string" || where === "") {
+      throw new MeshError("bad_reply", 202, "funcmesh: a 202 answer without the task's ID and status location", answer.requestId);
+    }
+    const task = { id: accepted.id, status: resolveURL(where, answer.url), duplicate: accepted.duplicate === true };
+    o.onAccepted?.(task);
+    return await waitForTask(o, task);
+  }
+
+  async function emit(type, payload, callOptions = {}) {
+    const o = merge(callOptions);
+    const extra = {};
+    if (o.idempotencyKey) extra["Idempotency-Key"] = String(o.idempotencyKey);
+    const answer = await send(o, o.eventsService ?? "events", type, payload, extra);
+    let id;
+    try {
+      id = JSON.parse(new TextDecoder().decode(answer.bytes))?.id;
+    } catch {
+      id = undefined;
+    }
+    if (answer.res.status !== 202 || typeof id !== "string") {
+      throw new MeshError("bad_reply", answer.res.status, `funcmesh: HTTP ${answer.res.status} without an event ID: is there an events route?`, answer.requestId);
+    }
+    return id;
+  }
+
+  return { call, callAsync, emit };
 }
 
 const defaultClient = createClient();
@@ -123,14 +188,116 @@ export function call(service, fn, params, options) {
   return defaultClient.call(service, fn, params, options);
 }
 
-/** send makes the request and returns the Response of a 2xx answer; it
- * throws a MeshError for everything else. */
+/** resolveURL resolves a Location against the URL of the request that
+ * answered it, itself relative to the page in a browser. */
+function resolveURL(location, requestURL) {
+  try {
+    const base = new URL(requestURL, globalThis.location?.href);
+    return new URL(location, base).href;
+  } catch {
+    return location;
+  }
+}
+
+/** sleep waits ms, or throws a "canceled" MeshError when signal aborts. */
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(canceled(signal));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(canceled(signal));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** waitForTask polls a task's status, waiting longer each time up to a
+ * cap, until it has succeeded (its result), failed (a MeshError) or
+ * o.maxWait has passed. Every MeshError it throws carries taskId. */
+async function waitForTask(o, task) {
+  const cap = o.maxPollInterval ?? 5000;
+  let wait = Math.min(o.pollInterval ?? 200, cap);
+  const deadline = o.maxWait ? Date.now() + o.maxWait : Infinity;
+  const withTask = (err) => {
+    if (err instanceof MeshError) err.taskId = task.id;
+    return err;
+  };
+  for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      throw withTask(new MeshError("deadline_exceeded", 0, `funcmesh: task ${task.id} not done within ${o.maxWait} ms`));
+    }
+    await sleep(Math.min(wait, left), o.signal);
+    wait = Math.min(wait * 2, cap);
+    let st, requestId;
+    try {
+      const answer = await get(o, task.status);
+      requestId = answer.requestId;
+      st = JSON.parse(new TextDecoder().decode(answer.bytes));
+    } catch (err) {
+      if (err instanceof MeshError) throw withTask(err);
+      throw withTask(new MeshError("bad_reply", 200, `funcmesh: the status of task ${task.id} is not JSON`, "", { cause: err }));
+    }
+    if (st?.state === "succeeded") {
+      if (st.result_dropped) {
+        throw withTask(new MeshError("too_large", 0, `funcmesh: task ${task.id} succeeded, but its result was larger than the server keeps`, requestId));
+      }
+      return taskResult(st, o.responseType ?? "json", task, requestId);
+    }
+    if (st?.state === "failed") {
+      const e = st.error ?? {};
+      throw withTask(new MeshError(e.code || "internal", e.status || 0, e.message || `funcmesh: task ${task.id} failed`, requestId));
+    }
+  }
+}
+
+/** taskResult returns a succeeded task's result as asked. */
+function taskResult(st, responseType, task, requestId) {
+  if (st.result !== undefined) {
+    if (responseType === "json") return st.result;
+    const text = JSON.stringify(st.result);
+    return responseType === "text" ? text : new TextEncoder().encode(text).buffer;
+  }
+  if (typeof st.result_base64 !== "string") return null;
+  const bytes = Uint8Array.from(atob(st.result_base64), (c) => c.charCodeAt(0));
+  if (responseType === "arrayBuffer") return bytes.buffer;
+  if (responseType === "text") return new TextDecoder().decode(bytes);
+  throw new MeshError("bad_reply", 0, `funcmesh: task ${task.id}'s result is ${st.content_type || "not JSON"} (pass responseType "text" or "arrayBuffer" to read it)`, requestId);
+}
+
+/** get makes a GET of url (a task status) with the client's token and
+ * headers, under o.signal and o.timeout, and returns a 2xx answer. */
+async function get(o, url) {
+  return await request(o, url, { method: "GET" }, {}, "the task status");
+}
+
+/** send checks the names and POSTs params (as JSON) to service.fn; it
+ * returns a 2xx answer and throws a MeshError for everything else. */
 async function send(o, service, fn, params, extraHeaders) {
   for (const [what, name] of [["service", service], ["function", fn]]) {
     if (typeof name !== "string" || !namePattern.test(name)) {
       throw new MeshError("invalid_argument", 0, `funcmesh: invalid ${what} name ${JSON.stringify(name)}: want 1 to 64 of A-Z a-z 0-9 _ -`);
     }
   }
+  const headers = { ...extraHeaders };
+  let body;
+  if (params !== undefined) {
+    body = JSON.stringify(params);
+    headers["Content-Type"] = "application/json";
+  }
+  const url = o.baseURL.replace(/\/+$/, "") + o.prefix + "/" + service + "/" + fn;
+  return await request(o, url, { method: "POST", body }, headers, `${service}.${fn}`);
+}
+
+/** request makes one HTTP request with the token, the caller's headers,
+ * signal and timeout, and returns {res, bytes, requestId, url} for a 2xx
+ * answer; it throws a MeshError for everything else. what names the
+ * request in messages. */
+async function request(o, url, init, extraHeaders, what) {
   if (o.timeout !== undefined && o.timeout !== null && !(Number.isFinite(o.timeout) && o.timeout > 0)) {
     throw new MeshError("invalid_argument", 0, `funcmesh: timeout ${o.timeout}: want a number of milliseconds > 0`);
   }
@@ -138,13 +305,7 @@ async function send(o, service, fn, params, extraHeaders) {
   if (typeof doFetch !== "function") {
     throw new MeshError("invalid_argument", 0, "funcmesh: no fetch function: pass options.fetch");
   }
-
   const headers = { Accept: "application/json", ...extraHeaders, ...o.headers };
-  let body;
-  if (params !== undefined) {
-    body = JSON.stringify(params);
-    headers["Content-Type"] = "application/json";
-  }
   const token = typeof o.token === "function" ? await o.token() : o.token;
   if (token) headers["Authorization"] = "Bearer " + token;
   // Whole milliseconds, rounded up, at most the header's 10 digits.
@@ -170,14 +331,13 @@ async function send(o, service, fn, params, extraHeaders) {
     }
   }
 
-  const url = o.baseURL.replace(/\/+$/, "") + o.prefix + "/" + service + "/" + fn;
   try {
-    const res = await doFetch(url, { method: "POST", headers, body, signal: ctl.signal });
+    const res = await doFetch(url, { ...init, headers, signal: ctl.signal });
     const requestId = res.headers.get("X-Request-Id") ?? "";
     if (res.status >= 200 && res.status < 300) {
       // Read the body under the same signal and timer.
       const bytes = await res.arrayBuffer();
-      return { res, bytes, requestId };
+      return { res, bytes, requestId, url };
     }
     const text = await res.text();
     throw errorFromAnswer(res, text, requestId);
@@ -185,9 +345,9 @@ async function send(o, service, fn, params, extraHeaders) {
     if (err instanceof MeshError) throw err;
     if (o.signal?.aborted) throw canceled(o.signal);
     if (timedOut) {
-      throw new MeshError("deadline_exceeded", 0, `funcmesh: no answer from ${service}.${fn} within ${o.timeout} ms`, "", { cause: err });
+      throw new MeshError("deadline_exceeded", 0, `funcmesh: no answer from ${what} within ${o.timeout} ms`, "", { cause: err });
     }
-    throw new MeshError("network", 0, `funcmesh: calling ${service}.${fn} failed: ${err?.message ?? err} (the gateway unreachable, or CORS refused the request)`, "", { cause: err });
+    throw new MeshError("network", 0, `funcmesh: calling ${what} failed: ${err?.message ?? err} (the gateway unreachable, or CORS refused the request)`, "", { cause: err });
   } finally {
     clearTimeout(timer);
     o.signal?.removeEventListener("abort", onAbort);

@@ -44,6 +44,37 @@ const routes = {
   "/fn/slow/hang": () => {}, // never answers
 };
 
+// Async calls and events, as the tasks and events handlers answer them:
+// 202 with the task's ID and status location; the status as JSON.
+const tasks = new Map(); // id -> {reads, states: [status JSON, ...]}
+let nextTask = 0;
+function enqueue(req, body, res, states) {
+  if (req.headers.prefer !== "respond-async") return json(res, 400, { error: { code: "invalid_argument", message: "want Prefer" } });
+  const id = "t" + ++nextTask;
+  tasks.set(id, { reads: 0, states, key: req.headers["idempotency-key"] });
+  res.writeHead(202, { "Content-Type": "application/json", Location: "/tasks/" + id, "Preference-Applied": "respond-async", "X-Request-Id": "rid-" + id });
+  res.end(JSON.stringify({ id, status: "/tasks/" + id }));
+}
+const pending = { id: "", state: "pending", attempts: 0 };
+Object.assign(routes, {
+  "/fn/jobs/ok": (req, body, res) => enqueue(req, body, res, [pending, { state: "running" }, { state: "succeeded", result: { echoed: JSON.parse(body) } }]),
+  "/fn/jobs/fails": (req, body, res) => enqueue(req, body, res, [{ state: "failed", attempts: 3, error: { code: "unprocessable", status: 422, message: "no such order" } }]),
+  "/fn/jobs/bytes": (req, body, res) => enqueue(req, body, res, [{ state: "succeeded", result_base64: Buffer.from("raw\u0000bytes").toString("base64"), content_type: "application/octet-stream" }]),
+  "/fn/jobs/dropped": (req, body, res) => enqueue(req, body, res, [{ state: "succeeded", result_dropped: true }]),
+  "/fn/jobs/forever": (req, body, res) => enqueue(req, body, res, [pending]),
+  "/fn/jobs/nolocation": (req, body, res) => json(res, 202, { queued: true }),
+  "/fn/jobs/sync": (req, body, res) => json(res, 200, { now: true }), // the preference ignored
+  "/fn/events/order_placed": (req, body, res) => json(res, 202, { id: "ev-" + (req.headers["idempotency-key"] ?? "1") }),
+  "/fn/events/nothing": (req, body, res) => json(res, 200, { not: "an emit" }),
+});
+function taskStatus(req, res) {
+  const id = req.url.slice("/tasks/".length);
+  const t = tasks.get(id);
+  if (!t || req.headers.authorization !== "Bearer good-token") return json(res, 404, { error: { code: "not_found", message: "no such task" } }, "rid-404");
+  const st = t.states[Math.min(t.reads++, t.states.length - 1)];
+  json(res, 200, { id, ...st }, "rid-status-" + id);
+}
+
 function json(res, status, value, requestId) {
   const headers = { "Content-Type": "application/json" };
   if (requestId) headers["X-Request-Id"] = requestId;
@@ -57,6 +88,7 @@ before(async () => {
     req.on("data", (c) => (body += c));
     req.on("end", () => {
       seen.push({ method: req.method, url: req.url, headers: req.headers, body });
+      if (req.url.startsWith("/tasks/")) return taskStatus(req, res);
       const route = routes[req.url];
       if (!route) return json(res, 404, { error: { code: "not_found", message: "no route" } });
       route(req, body, res);
@@ -260,6 +292,100 @@ test("the default call uses the page's origin: relative URLs", async () => {
   // Node's fetch cannot resolve a relative URL, so the failure names it.
   const err = await rejects(call("greeter", "hello", {}));
   assert.equal(err.code, "network");
+});
+
+test("callAsync: 202, then the status with backoff until the result", async () => {
+  const mesh = createClient({ baseURL, token: "good-token" });
+  let accepted;
+  const n = seen.length;
+  const got = await mesh.callAsync("jobs", "ok", { order: 7 }, {
+    pollInterval: 5, idempotencyKey: "k1", onAccepted: (t) => (accepted = t),
+  });
+  assert.deepEqual(got, { echoed: { order: 7 } });
+  const post = seen[n];
+  assert.equal(post.method, "POST");
+  assert.equal(post.headers.prefer, "respond-async");
+  assert.equal(post.headers["idempotency-key"], "k1");
+  assert.equal(accepted.id, "t" + nextTask);
+  assert.equal(accepted.status, `${baseURL}/tasks/${accepted.id}`);
+  assert.equal(accepted.duplicate, false);
+  // Three status reads (pending, running, succeeded), each a GET with the token.
+  const reads = seen.slice(n + 1);
+  assert.equal(reads.length, 3);
+  for (const r of reads) {
+    assert.equal(r.method, "GET");
+    assert.equal(r.url, "/tasks/" + accepted.id);
+    assert.equal(r.headers.authorization, "Bearer good-token");
+  }
+});
+
+test("callAsync: a failed task is a MeshError with the task's ID", async () => {
+  const err = await rejects(createClient({ baseURL, token: "good-token" }).callAsync("jobs", "fails", {}, { pollInterval: 1 }));
+  assert.equal(err.code, "unprocessable");
+  assert.equal(err.status, 422);
+  assert.equal(err.message, "no such order");
+  assert.equal(err.taskId, "t" + nextTask);
+  assert.equal(err.requestId, "rid-status-t" + nextTask);
+});
+
+test("callAsync: results that are not JSON, and dropped results", async () => {
+  const mesh = createClient({ baseURL, token: "good-token" });
+  const text = await mesh.callAsync("jobs", "bytes", {}, { pollInterval: 1, responseType: "text" });
+  assert.equal(text, "raw\u0000bytes");
+  const bytes = await mesh.callAsync("jobs", "bytes", {}, { pollInterval: 1, responseType: "arrayBuffer" });
+  assert.equal(new TextDecoder().decode(bytes), "raw\u0000bytes");
+  let err = await rejects(mesh.callAsync("jobs", "bytes", {}, { pollInterval: 1 }));
+  assert.equal(err.code, "bad_reply");
+  assert.match(err.message, /application\/octet-stream/);
+  err = await rejects(mesh.callAsync("jobs", "dropped", {}, { pollInterval: 1 }));
+  assert.equal(err.code, "too_large");
+  assert.ok(err.taskId);
+});
+
+test("callAsync: the backoff doubles up to the cap; maxWait and signal end the wait", async () => {
+  const mesh = createClient({ baseURL, token: "good-token" });
+  const n = seen.length;
+  const start = Date.now();
+  let err = await rejects(mesh.callAsync("jobs", "forever", {}, { pollInterval: 10, maxPollInterval: 40, maxWait: 300 }));
+  const took = Date.now() - start;
+  assert.equal(err.code, "deadline_exceeded");
+  assert.equal(err.taskId, "t" + nextTask);
+  assert.ok(took >= 300 && took < 2000, `gave up after ${took} ms; want about 300`);
+  // Waits of 10, 20, 40, 40, ... ms: at most 300/40 + 3 reads, and more
+  // than the 3 a doubling without the cap would make.
+  const reads = seen.length - n - 1;
+  assert.ok(reads >= 4 && reads <= 11, `${reads} status reads`);
+
+  const ctl = new AbortController();
+  const pendingCall = mesh.callAsync("jobs", "forever", {}, { pollInterval: 5, signal: ctl.signal, onAccepted: () => setTimeout(() => ctl.abort(), 20) });
+  err = await rejects(pendingCall);
+  assert.equal(err.code, "canceled");
+});
+
+test("callAsync: a status that is not the caller's (404), a 202 without a location, a sync answer", async () => {
+  let err = await rejects(createClient({ baseURL, token: "other" }).callAsync("jobs", "ok", {}, { pollInterval: 1 }));
+  assert.equal(err.code, "not_found");
+  assert.equal(err.status, 404);
+  assert.ok(err.taskId);
+  const mesh = createClient({ baseURL, token: "good-token" });
+  err = await rejects(mesh.callAsync("jobs", "nolocation", {}));
+  assert.equal(err.code, "bad_reply");
+  assert.equal(err.status, 202);
+  assert.deepEqual(await mesh.callAsync("jobs", "sync", {}), { now: true });
+});
+
+test("emit: POST to the events route, the event's ID", async () => {
+  const mesh = createClient({ baseURL, token: "good-token" });
+  assert.equal(await mesh.emit("order_placed", { order: 7 }, { idempotencyKey: "o7" }), "ev-o7");
+  const r = lastRequest();
+  assert.equal(r.url, "/fn/events/order_placed");
+  assert.equal(r.body, '{"order":7}');
+  assert.equal(r.headers["idempotency-key"], "o7");
+  assert.equal(r.headers.authorization, "Bearer good-token");
+  const err = await rejects(mesh.emit("nothing", {}));
+  assert.equal(err.code, "bad_reply");
+  assert.match(err.message, /events route/);
+  assert.equal((await rejects(mesh.emit("bad.type", {}))).code, "invalid_argument");
 });
 
 test("codeForStatus", () => {

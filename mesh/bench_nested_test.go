@@ -121,7 +121,7 @@ func BenchmarkNestedCall(b *testing.B) {
 		mu.Unlock()
 		callCtx, cancel := context.WithTimeout(reqctx.WithClaims(reqctx.WithRequestID(ctx, "8Pq3bHdHdFOG1xNHN8fYzo"), decoded, claims), time.Hour)
 		defer cancel()
-		if _, err := gw.Call(callCtx, outer, "run", nil); err != nil {
+		if _, err := gw.Invoke(callCtx, outer, "run", nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -152,7 +152,7 @@ func BenchmarkNestedCall(b *testing.B) {
 			defer cancel()
 			direct := c.Client()
 			parallel(b, func(*testing.PB) error {
-				_, err := direct.Call(dctx, "inner", "echo", benchParams)
+				_, err := direct.Invoke(dctx, "inner", "echo", benchParams)
 				return err
 			})
 		})
@@ -162,7 +162,7 @@ func BenchmarkNestedCall(b *testing.B) {
 			run(b, p.outer, func(fctx context.Context, c *mesh.Call) {
 				client := c.Client()
 				parallel(b, func(*testing.PB) error {
-					_, err := client.Call(fctx, "inner", "echo", benchParams)
+					_, err := client.Invoke(fctx, "inner", "echo", benchParams)
 					return err
 				})
 			})

@@ -62,7 +62,7 @@ func BenchmarkReplyPath(b *testing.B) {
 				cpu := processCPU()
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, err := c.Call(ctx, "bench", "echo", body); err != nil {
+						if _, err := c.Invoke(ctx, "bench", "echo", body); err != nil {
 							b.Error(err)
 							return
 						}

@@ -68,7 +68,7 @@ func BenchmarkClientCall(b *testing.B) {
 	ctx := reqctx.WithRequestID(context.Background(), "8Pq3bHdHdFOG1xNHN8fYzo")
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.Call(ctx, "bench", "echo", benchParams); err != nil {
+		if _, err := c.Invoke(ctx, "bench", "echo", benchParams); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -47,7 +47,7 @@ func TestFunctionContextBeforeDeadline(t *testing.T) {
 			return []byte(`"ok"`), nil
 		}),
 	})
-	out, err := e.client.Call(context.Background(), "svc", "f", nil)
+	out, err := e.client.Invoke(context.Background(), "svc", "f", nil)
 	if err != nil || string(out) != `"ok"` {
 		t.Fatalf("Call: %s, %v", out, err)
 	}
@@ -81,7 +81,7 @@ func TestFunctionContextDeadlineWithoutDone(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := e.client.Call(ctx, "svc", "poll", nil)
+	_, err := e.client.Invoke(ctx, "svc", "poll", nil)
 	if code := transport.CodeOf(err); code != transport.CodeDeadlineExceeded {
 		t.Errorf("Call: %v (code %s); want %s", err, code, transport.CodeDeadlineExceeded)
 	}
@@ -114,7 +114,7 @@ func TestFunctionContextDerivedEndsAtDeadline(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := e.client.Call(ctx, "svc", "wait", nil); transport.CodeOf(err) != transport.CodeDeadlineExceeded {
+	if _, err := e.client.Invoke(ctx, "svc", "wait", nil); transport.CodeOf(err) != transport.CodeDeadlineExceeded {
 		t.Errorf("Call: %v; want code %s", err, transport.CodeDeadlineExceeded)
 	}
 	for _, what := range []string{"child", "function's context"} {
@@ -139,7 +139,7 @@ func TestFunctionContextHardStopWithoutDone(t *testing.T) {
 			return nil, ctx.Err()
 		}),
 	})
-	go func() { _, _ = e.client.Call(context.Background(), "svc", "poll", nil) }()
+	go func() { _, _ = e.client.Invoke(context.Background(), "svc", "poll", nil) }()
 	<-started
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

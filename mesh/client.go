@@ -162,24 +162,24 @@ type Reply struct {
 	ContentType string
 }
 
-// Call calls service.function with params (JSON: for another media type
+// Invoke calls service.function with params (JSON: for another media type
 // use [Client.Do] with Request.ContentType) and returns the result; see
 // [Client] for what travels with the call and the errors.
-func (c *Client) Call(ctx context.Context, service, function string, params []byte) ([]byte, error) {
+func (c *Client) Invoke(ctx context.Context, service, function string, params []byte) ([]byte, error) {
 	rep, err := c.Do(ctx, &Request{Service: service, Function: function, Params: params})
 	return rep.Body, err
 }
 
-// CallJSON calls service.function with in encoded as JSON and decodes the
+// InvokeJSON calls service.function with in encoded as JSON and decodes the
 // result into an Out. A result that is not valid JSON for Out is a
 // transport.CodeBadReply (502) error.
-func CallJSON[Out any](ctx context.Context, c *Client, service, function string, in any) (Out, error) {
+func InvokeJSON[Out any](ctx context.Context, c *Client, service, function string, in any) (Out, error) {
 	var out Out
 	params, err := json.Marshal(in)
 	if err != nil {
 		return out, transport.WrapError(transport.CodeInvalidArgument, "params cannot be encoded as JSON", err)
 	}
-	body, err := c.Call(ctx, service, function, params)
+	body, err := c.Invoke(ctx, service, function, params)
 	if err != nil {
 		return out, err
 	}
@@ -190,7 +190,7 @@ func CallJSON[Out any](ctx context.Context, c *Client, service, function string,
 }
 
 // Do makes the call req describes and returns the reply with its content
-// type; it is [Client.Call] for callers that need the content type or
+// type; it is [Client.Invoke] for callers that need the content type or
 // build the request themselves, like the gateway.
 func (c *Client) Do(ctx context.Context, req *Request) (Reply, error) {
 	if err := transport.ValidateName(req.Service); err != nil {

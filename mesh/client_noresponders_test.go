@@ -36,7 +36,7 @@ func TestClientRetriesNoResponders(t *testing.T) {
 		}
 		before := inMsgs()
 		start := time.Now()
-		_, err = c.Call(context.Background(), "missing", "fn", nil)
+		_, err = c.Invoke(context.Background(), "missing", "fn", nil)
 		if transport.CodeOf(err) != transport.CodeUnavailable {
 			t.Fatalf("%d attempts: %v; want unavailable", attempts, err)
 		}

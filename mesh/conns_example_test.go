@@ -44,7 +44,7 @@ func ExampleWithConns() {
 
 	// gw serves POST /fn/{service}/{function} as usual; its Client calls
 	// from Go over the same connections.
-	out, err := mesh.CallJSON[string](ctx, gw.Client, "greeter", "hello", "Ada")
+	out, err := mesh.InvokeJSON[string](ctx, gw.Client, "greeter", "hello", "Ada")
 	fmt.Println(out, err)
 	// Output: hello, Ada <nil>
 }

@@ -25,7 +25,7 @@ func TestWithConnsSpreadsCalls(t *testing.T) {
 	}
 	const calls = 300
 	for i := range calls {
-		out, err := c.Call(context.Background(), "svc", "echo", []byte(`"x"`))
+		out, err := c.Invoke(context.Background(), "svc", "echo", []byte(`"x"`))
 		if err != nil || string(out) != `"x"` {
 			t.Fatalf("call %d: %s, %v", i, out, err)
 		}
@@ -58,12 +58,12 @@ func TestWithConnsSkipsClosedConnections(t *testing.T) {
 	closed1.Close()
 	closed2.Close()
 	for i := range 50 {
-		if _, err := c.Call(context.Background(), "svc", "echo", nil); err != nil {
+		if _, err := c.Invoke(context.Background(), "svc", "echo", nil); err != nil {
 			t.Fatalf("call %d with one live connection out of three: %v", i, err)
 		}
 	}
 	live.Close()
-	_, err = c.Call(context.Background(), "svc", "echo", nil)
+	_, err = c.Invoke(context.Background(), "svc", "echo", nil)
 	if code := transport.CodeOf(err); code != transport.CodeUnavailable {
 		t.Errorf("every connection closed: %v (code %s); want %s", err, code, transport.CodeUnavailable)
 	}

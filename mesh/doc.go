@@ -83,7 +83,9 @@
 //
 // # Calling
 //
-// [Client.Call] sends params and returns the result bytes; [CallJSON]
+// The names keep the two directions apart: a [Call] is a call being
+// served (what a function gets, [CallFromContext]); a [Client] invokes
+// functions. [Client.Invoke] sends params and returns the result bytes; [InvokeJSON]
 // encodes and decodes JSON; [Client.Do] also returns the result's content
 // type. Errors are [*transport.Error]s: when no instance runs the answer
 // is 503 at once (NATS no-responders), not after the timeout; the deadline

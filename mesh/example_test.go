@@ -78,19 +78,19 @@ func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
-	r, err := mesh.CallJSON[Receipt](ctx, client, "payments", "charge", ChargeReq{Amount: 5})
+	r, err := mesh.InvokeJSON[Receipt](ctx, client, "payments", "charge", ChargeReq{Amount: 5})
 	fmt.Println(r.Charged, r.By, err)
 
-	_, err = mesh.CallJSON[Receipt](ctx, client, "payments", "charge", ChargeReq{Amount: -1})
+	_, err = mesh.InvokeJSON[Receipt](ctx, client, "payments", "charge", ChargeReq{Amount: -1})
 	var e *transport.Error
 	if errors.As(err, &e) {
 		fmt.Println(e.HTTPStatus(), e.Message())
 	}
 
-	pong, err := client.Call(ctx, "payments", "ping", nil)
+	pong, err := client.Invoke(ctx, "payments", "ping", nil)
 	fmt.Println(string(pong), err)
 
-	_, err = client.Call(ctx, "shipping", "track", nil)
+	_, err = client.Invoke(ctx, "shipping", "track", nil)
 	fmt.Println(transport.CodeOf(err))
 	// Output:
 	// 5 anonymous <nil>
@@ -199,13 +199,13 @@ func ExampleCall_Client() {
 	orders, _ := mesh.NewService(nc, "orders")
 	defer orders.Stop(context.Background())
 	_ = orders.HandleFunc("mine", func(ctx context.Context, c *mesh.Call) ([]byte, error) {
-		return c.Client().Call(ctx, "users", "me", nil)
+		return c.Client().Invoke(ctx, "users", "me", nil)
 	})
 
 	client, _ := mesh.NewClient(nc)
 	ctx := context.Background()
 	ctx = reqctx.WithRequestID(ctx, "req-7") // what the request ID middleware does
-	out, err := client.Call(ctx, "orders", "mine", nil)
+	out, err := client.Invoke(ctx, "orders", "mine", nil)
 	fmt.Println(string(out), err)
 	// Output:
 	// "req-7 via orders.mine" <nil>

@@ -226,7 +226,7 @@ func TestServiceAtCapacity(t *testing.T) {
 	}, mesh.WithMaxConcurrency(1))
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.client.Call(context.Background(), "svc", "block", nil)
+		_, err := e.client.Invoke(context.Background(), "svc", "block", nil)
 		done <- err
 	}()
 	select {
@@ -265,7 +265,7 @@ func TestServiceCapacityRetriesOtherInstance(t *testing.T) {
 	}, mesh.WithMaxConcurrency(1))
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.client.Call(context.Background(), "svc", "f", []byte(`"block"`))
+		_, err := e.client.Invoke(context.Background(), "svc", "f", []byte(`"block"`))
 		done <- err
 	}()
 	select {
@@ -448,11 +448,11 @@ func TestPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, err := c.Call(context.Background(), "svc", "echo", []byte(`1`)); err != nil || string(b) != "1" {
+	if b, err := c.Invoke(context.Background(), "svc", "echo", []byte(`1`)); err != nil || string(b) != "1" {
 		t.Errorf("Call with the prefix: %s, %v", b, err)
 	}
 	def, _ := mesh.NewClient(nc)
-	if _, err := def.Call(context.Background(), "svc", "echo", nil); transport.CodeOf(err) != transport.CodeUnavailable {
+	if _, err := def.Invoke(context.Background(), "svc", "echo", nil); transport.CodeOf(err) != transport.CodeUnavailable {
 		t.Errorf("Call under fn: %v; want unavailable", err)
 	}
 	d, _ := mesh.NewDiscovery(nc, mesh.WithPrefix("org.fn"))

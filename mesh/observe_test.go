@@ -39,7 +39,7 @@ func TestTraceAcrossNestedCalls(t *testing.T) {
 	e.service(t, "inner", map[string]mesh.Handler{"f": echo}, mesh.WithTracerProvider(tp))
 	e.service(t, "outer", map[string]mesh.Handler{
 		"f": mesh.HandlerFunc(func(ctx context.Context, c *mesh.Call) ([]byte, error) {
-			return c.Client().Call(ctx, "inner", "f", c.Params())
+			return c.Client().Invoke(ctx, "inner", "f", c.Params())
 		}),
 	}, mesh.WithTracerProvider(tp))
 
@@ -103,7 +103,7 @@ func TestTraceContextWithoutProvider(t *testing.T) {
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	ctx, span := tp.Tracer("test").Start(context.Background(), "root")
 	defer span.End()
-	got, err := e.client.Call(ctx, "svc", "trace", nil)
+	got, err := e.client.Invoke(ctx, "svc", "trace", nil)
 	if want := `"` + span.SpanContext().TraceID().String() + `"`; err != nil || string(got) != want {
 		t.Errorf("function saw trace %s, %v; want %s", got, err, want)
 	}
@@ -128,15 +128,15 @@ func TestMetrics(t *testing.T) {
 	}, mesh.WithMetrics(m))
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		if _, err := e.client.Call(ctx, "svc", "ok", nil); err != nil {
+		if _, err := e.client.Invoke(ctx, "svc", "ok", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, _ = e.client.Call(ctx, "svc", "conflict", nil)
-	_, _ = e.client.Call(ctx, "svc", "boom", nil)
-	_, _ = e.client.Call(ctx, "ghost", "f", nil)
+	_, _ = e.client.Invoke(ctx, "svc", "conflict", nil)
+	_, _ = e.client.Invoke(ctx, "svc", "boom", nil)
+	_, _ = e.client.Invoke(ctx, "ghost", "f", nil)
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	_, _ = e.client.Call(short, "svc", "hang", nil)
+	_, _ = e.client.Invoke(short, "svc", "hang", nil)
 	cancel()
 
 	want := []struct {
@@ -272,7 +272,7 @@ func TestMicroSeesService(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	svc := e.service(t, "payments", map[string]mesh.Handler{"charge": echo}, mesh.WithVersion("1.2.0"), mesh.WithMetadata(map[string]string{"team": "billing"}))
-	if _, err := e.client.Call(context.Background(), "payments", "charge", []byte(`1`)); err != nil {
+	if _, err := e.client.Invoke(context.Background(), "payments", "charge", []byte(`1`)); err != nil {
 		t.Fatal(err)
 	}
 	m, err := e.nc.Request("$SRV.INFO.payments", nil, 5*time.Second)
@@ -308,7 +308,7 @@ func TestMetricsBoundLabels(t *testing.T) {
 	reg.MustRegister(m)
 	e := newEnv(t, nil, mesh.WithMetrics(m))
 	for i := 0; i < mesh.MaxMetricFunctions+5; i++ {
-		_, _ = e.client.Call(context.Background(), "s"+strconv.Itoa(i), "f", nil)
+		_, _ = e.client.Invoke(context.Background(), "s"+strconv.Itoa(i), "f", nil)
 	}
 	if got := metricValue(t, reg, "funcmesh_client_calls_total", map[string]string{"service": "_other", "function": "_other", "code": "unavailable"}); got != 5 {
 		t.Errorf("calls past the bound = %v; want 5", got)

@@ -57,7 +57,7 @@ func TestServiceInSeparateProcess(t *testing.T) {
 	done := make(chan response, 1)
 	go func() {
 		req := `{"ms":300}`
-		b, err := e.client.Call(context.Background(), "remote", "sleep", []byte(req))
+		b, err := e.client.Invoke(context.Background(), "remote", "sleep", []byte(req))
 		if err != nil {
 			done <- response{status: 0, body: []byte(err.Error())}
 			return

@@ -120,7 +120,7 @@ var relay = mesh.HandlerFunc(func(ctx context.Context, c *mesh.Call) ([]byte, er
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(in.TimeoutMS)*time.Millisecond)
 		defer cancel()
 	}
-	return c.Client().Call(ctx, in.Service, in.Function, nil)
+	return c.Client().Invoke(ctx, in.Service, in.Function, nil)
 })
 
 // byCaller is a policy written as a Go function: a may call b.open, and
@@ -148,7 +148,7 @@ func TestRouterPolicy(t *testing.T) {
 	ctx := reqctx.WithRequestID(context.Background(), "req-policy")
 	ctx = reqctx.WithClaims(ctx, map[string]any{"sub": "u1"}, []byte(`{"sub":"u1"}`))
 
-	out, err := e.client.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
+	out, err := e.client.Invoke(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
 	if err != nil {
 		t.Fatalf("a.relay → b.whoami: %v", err)
 	}
@@ -163,7 +163,7 @@ func TestRouterPolicy(t *testing.T) {
 		{"relay", `{"service":"b","function":"closed"}`},
 		{"other", `{"service":"b","function":"whoami"}`},
 	} {
-		_, err := e.client.Call(ctx, "a", tc.fn, []byte(tc.params))
+		_, err := e.client.Invoke(ctx, "a", tc.fn, []byte(tc.params))
 		if e, ok := errors.AsType[*transport.Error](err); !ok || e.HTTPStatus() != 403 || !strings.Contains(e.Message(), "may not call") {
 			t.Errorf("a.%s %s: %v; want the policy's 403", tc.fn, tc.params, err)
 		}
@@ -340,13 +340,13 @@ func TestRouterLoop(t *testing.T) {
 	ping := func(next string) mesh.Handler {
 		return mesh.HandlerFunc(func(ctx context.Context, c *mesh.Call) ([]byte, error) {
 			runs.Add(1)
-			return c.Client().Call(ctx, next, "ping", nil)
+			return c.Client().Invoke(ctx, next, "ping", nil)
 		})
 	}
 	startService(t, e.conn(t, "a", nil), "a", map[string]mesh.Handler{"ping": ping("b")})
 	startService(t, e.conn(t, "b", nil), "b", map[string]mesh.Handler{"ping": ping("a")})
 	start := time.Now()
-	_, err := e.client.Call(context.Background(), "a", "ping", nil)
+	_, err := e.client.Invoke(context.Background(), "a", "ping", nil)
 	if transport.CodeOf(err) != transport.CodeLoopDetected || transport.AsError(err).HTTPStatus() != 508 {
 		t.Fatalf("loop: %v; want 508 loop_detected", err)
 	}
@@ -376,7 +376,7 @@ func TestRouterDeadline(t *testing.T) {
 		{`{"service":"b","function":"whoami"}`, parent},
 		{`{"service":"b","function":"whoami","timeoutms":500}`, time.Now().Add(500 * time.Millisecond)},
 	} {
-		out, err := e.client.Call(ctx, "a", "relay", []byte(tc.params))
+		out, err := e.client.Invoke(ctx, "a", "relay", []byte(tc.params))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -414,7 +414,7 @@ func TestRouterNone(t *testing.T) {
 	startService(t, nc, "b", map[string]mesh.Handler{"open": echo})
 	client, _ := mesh.NewClient(b.Conn())
 	start := time.Now()
-	_, err = client.Call(context.Background(), "a", "relay", []byte(`{"service":"b","function":"open"}`))
+	_, err = client.Invoke(context.Background(), "a", "relay", []byte(`{"service":"b","function":"open"}`))
 	if transport.CodeOf(err) != transport.CodeUnavailable || time.Since(start) > time.Second {
 		t.Fatalf("nested call without a router: %v after %v; want 503 at once", err, time.Since(start))
 	}
@@ -459,7 +459,7 @@ func TestRouterLocal(t *testing.T) {
 	startService(t, hostConn, "a", map[string]mesh.Handler{"relay": relay, "other": relay}, mesh.WithLocalRouter(e.router))
 	ctx := reqctx.WithRequestID(context.Background(), "req-local")
 	ctx = reqctx.WithClaims(ctx, map[string]any{"sub": "u1"}, []byte(`{"sub":"u1"}`))
-	out, err := e.client.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
+	out, err := e.client.Invoke(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
 	if err != nil {
 		t.Fatalf("a.relay → b.whoami: %v", err)
 	}
@@ -468,7 +468,7 @@ func TestRouterLocal(t *testing.T) {
 		t.Errorf("b.whoami saw %s (%v); want caller a.relay, req-local, the claims of u1", out, err)
 	}
 	for _, params := range []string{`{"service":"b","function":"closed"}`} {
-		if _, err := e.client.Call(ctx, "a", "relay", []byte(params)); transport.AsError(err).HTTPStatus() != 403 {
+		if _, err := e.client.Invoke(ctx, "a", "relay", []byte(params)); transport.AsError(err).HTTPStatus() != 403 {
 			t.Errorf("a.relay %s: %v; want 403", params, err)
 		}
 	}
@@ -478,7 +478,7 @@ func TestRouterLocal(t *testing.T) {
 	// Forged claims in the process are refused too: a call whose claims
 	// were never signed.
 	unsigned, _ := mesh.NewClient(e.b.Conn())
-	if _, err := unsigned.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`)); transport.AsError(err).HTTPStatus() != 401 {
+	if _, err := unsigned.Invoke(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`)); transport.AsError(err).HTTPStatus() != 401 {
 		t.Errorf("unsigned claims through the local router: %v; want 401", err)
 	}
 }
@@ -524,7 +524,7 @@ func TestRouterCluster(t *testing.T) {
 	client, _ := mesh.NewClient(n1.Conn(), mesh.WithClaimsSigner(signer))
 	ctx := reqctx.WithClaims(context.Background(), map[string]any{"sub": "u1"}, []byte(`{"sub":"u1"}`))
 	call := func() error {
-		_, err := client.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
+		_, err := client.Invoke(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
 		return err
 	}
 	// Interest crosses the route asynchronously: poll.
@@ -578,7 +578,7 @@ func TestRouterKeyRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = gw.Call(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
+		_, err = gw.Invoke(ctx, "a", "relay", []byte(`{"service":"b","function":"whoami"}`))
 		if got := 200; err != nil {
 			got = transport.AsError(err).HTTPStatus()
 			if got != tc.want {

@@ -72,7 +72,7 @@ func scaleClient(t *testing.T, n int) {
 	for i := range n {
 		wg.Go(func() {
 			params := fmt.Appendf(nil, `{"i":%d}`, i)
-			out, err := e.client.Call(ctx, "scale", "sleep", params)
+			out, err := e.client.Invoke(ctx, "scale", "sleep", params)
 			if err == nil && !bytes.Equal(out, params) {
 				err = fmt.Errorf("got %s back for %s", out, params)
 			}

@@ -37,7 +37,7 @@ func TestLoadBalancing(t *testing.T) {
 	// NATS picks a queue member at random: both answer well within 200
 	// calls (the odds against are 2^-199).
 	for n := 0; n < 200 && (counts[0].Load() == 0 || counts[1].Load() == 0); n++ {
-		if _, err := e.client.Call(context.Background(), "lb", "who", nil); err != nil {
+		if _, err := e.client.Invoke(context.Background(), "lb", "who", nil); err != nil {
 			t.Fatalf("call %d: %v", n, err)
 		}
 	}
@@ -61,7 +61,7 @@ func TestSlowFunctionDoesNotBlockFast(t *testing.T) {
 	})
 	slowDone := make(chan error, 1)
 	go func() {
-		_, err := e.client.Call(context.Background(), "svc", "slow", nil)
+		_, err := e.client.Invoke(context.Background(), "svc", "slow", nil)
 		slowDone <- err
 	}()
 	select {
@@ -72,7 +72,7 @@ func TestSlowFunctionDoesNotBlockFast(t *testing.T) {
 	// The slow call holds its goroutine; the same instance answers the
 	// fast one (and a second call of slow's own endpoint) meanwhile.
 	for i := 0; i < 3; i++ {
-		b, err := e.client.Call(context.Background(), "svc", "fast", nil)
+		b, err := e.client.Invoke(context.Background(), "svc", "fast", nil)
 		if err != nil || string(b) != `"fast"` {
 			t.Fatalf("fast call while slow runs: %s, %v", b, err)
 		}
@@ -112,7 +112,7 @@ func TestGracefulStopUnderLoad(t *testing.T) {
 				default:
 				}
 				want := strconv.Itoa(w*1_000_000 + i)
-				got, err := e.client.Call(context.Background(), "work", "do", []byte(want))
+				got, err := e.client.Invoke(context.Background(), "work", "do", []byte(want))
 				if err != nil || string(got) != want {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, errors.Join(err, errors.New("got "+string(got))))
@@ -151,7 +151,7 @@ func TestStopTimeoutCancelsFunctions(t *testing.T) {
 			return nil, ctx.Err()
 		}),
 	})
-	go func() { _, _ = e.client.Call(context.Background(), "svc", "hang", nil) }()
+	go func() { _, _ = e.client.Invoke(context.Background(), "svc", "hang", nil) }()
 	<-started
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -251,7 +251,7 @@ func TestNestedCallPropagation(t *testing.T) {
 	})
 	e.service(t, "outer", map[string]mesh.Handler{
 		"who": mesh.HandlerFunc(func(ctx context.Context, c *mesh.Call) ([]byte, error) {
-			inner, err := c.Client().Call(ctx, "inner", "who", nil)
+			inner, err := c.Client().Invoke(ctx, "inner", "who", nil)
 			if err != nil {
 				return nil, err
 			}
@@ -341,31 +341,31 @@ func TestClientErrors(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, names := range [][2]string{{"a.b", "f"}, {"a", ""}, {"a", "*"}, {"", "f"}} {
-		if _, err := c.Call(ctx, names[0], names[1], nil); transport.CodeOf(err) != transport.CodeInvalidArgument {
+		if _, err := c.Invoke(ctx, names[0], names[1], nil); transport.CodeOf(err) != transport.CodeInvalidArgument {
 			t.Errorf("Call(%q, %q): %v; want invalid_argument", names[0], names[1], err)
 		}
 	}
 	// No instance: 503 at once, even with a long deadline.
 	long, cancel := context.WithTimeout(ctx, time.Hour)
 	defer cancel()
-	if _, err := c.Call(long, "ghost", "f", nil); transport.CodeOf(err) != transport.CodeUnavailable || !errors.Is(err, nats.ErrNoResponders) {
+	if _, err := c.Invoke(long, "ghost", "f", nil); transport.CodeOf(err) != transport.CodeUnavailable || !errors.Is(err, nats.ErrNoResponders) {
 		t.Errorf("no instance: %v; want unavailable wrapping ErrNoResponders", err)
 	}
 	// A cancelled caller.
 	done, cancelDone := context.WithCancel(ctx)
 	cancelDone()
-	if _, err := c.Call(done, "ghost", "f", nil); transport.CodeOf(err) != transport.CodeCanceled {
+	if _, err := c.Invoke(done, "ghost", "f", nil); transport.CodeOf(err) != transport.CodeCanceled {
 		t.Errorf("canceled: %v; want canceled", err)
 	}
 	// The broker goes away: the client is reconnecting, and fails at once
 	// instead of buffering the call for later.
 	s.Shutdown()
 	eventually(t, "the connection to notice", func() bool { return nc.Status() != nats.CONNECTED })
-	if _, err := c.Call(long, "any", "f", nil); transport.CodeOf(err) != transport.CodeUnavailable {
+	if _, err := c.Invoke(long, "any", "f", nil); transport.CodeOf(err) != transport.CodeUnavailable {
 		t.Errorf("reconnecting: %v; want unavailable", err)
 	}
 	nc.Close()
-	if _, err := c.Call(long, "any", "f", nil); transport.CodeOf(err) != transport.CodeUnavailable {
+	if _, err := c.Invoke(long, "any", "f", nil); transport.CodeOf(err) != transport.CodeUnavailable {
 		t.Errorf("closed: %v; want unavailable", err)
 	}
 }
@@ -383,17 +383,17 @@ func TestClientTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Call(context.Background(), "svc", "hang", nil); transport.CodeOf(err) != transport.CodeDeadlineExceeded {
+	if _, err := c.Invoke(context.Background(), "svc", "hang", nil); transport.CodeOf(err) != transport.CodeDeadlineExceeded {
 		t.Errorf("default timeout: %v; want deadline_exceeded", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := e.client.Call(ctx, "svc", "hang", nil); transport.CodeOf(err) != transport.CodeDeadlineExceeded {
+	if _, err := e.client.Invoke(ctx, "svc", "hang", nil); transport.CodeOf(err) != transport.CodeDeadlineExceeded {
 		t.Errorf("context deadline: %v; want deadline_exceeded", err)
 	}
 }
 
-func TestCallJSON(t *testing.T) {
+func TestInvokeJSON(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	e.service(t, "payments", map[string]mesh.Handler{
@@ -405,15 +405,15 @@ func TestCallJSON(t *testing.T) {
 		}),
 		"text": mesh.HandlerFunc(func(context.Context, *mesh.Call) ([]byte, error) { return []byte("not json"), nil }),
 	})
-	got, err := mesh.CallJSON[receipt](context.Background(), e.client, "payments", "charge", chargeReq{Amount: 7})
+	got, err := mesh.InvokeJSON[receipt](context.Background(), e.client, "payments", "charge", chargeReq{Amount: 7})
 	if err != nil || got.Charged != 7 {
-		t.Errorf("CallJSON = %+v, %v; want charged 7", got, err)
+		t.Errorf("InvokeJSON = %+v, %v; want charged 7", got, err)
 	}
-	_, err = mesh.CallJSON[receipt](context.Background(), e.client, "payments", "charge", chargeReq{})
+	_, err = mesh.InvokeJSON[receipt](context.Background(), e.client, "payments", "charge", chargeReq{})
 	if e, ok := errors.AsType[*transport.Error](err); !ok || e.HTTPStatus() != 400 || e.Message() != "amount must be positive" {
-		t.Errorf("CallJSON error = %v; want the function's 400", err)
+		t.Errorf("InvokeJSON error = %v; want the function's 400", err)
 	}
-	if _, err := mesh.CallJSON[receipt](context.Background(), e.client, "payments", "text", nil); transport.CodeOf(err) != transport.CodeBadReply {
+	if _, err := mesh.InvokeJSON[receipt](context.Background(), e.client, "payments", "text", nil); transport.CodeOf(err) != transport.CodeBadReply {
 		t.Errorf("non-JSON result: %v; want bad_reply", err)
 	}
 	rep, err := e.client.Do(context.Background(), &mesh.Request{Service: "payments", Function: "text", ContentType: "text/plain"})

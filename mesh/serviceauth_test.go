@@ -56,7 +56,7 @@ func TestServiceCredentialsRefusedAtRegistration(t *testing.T) {
 		t.Fatalf("Handle on fn.greeter.hello: %v", err)
 	}
 	client, _ := mesh.NewClient(b.Conn())
-	if out, err := client.Call(ctx, "greeter", "hello", nil); err != nil || string(out) != `"hi"` {
+	if out, err := client.Invoke(ctx, "greeter", "hello", nil); err != nil || string(out) != `"hi"` {
 		t.Fatalf("call = %s, %v", out, err)
 	}
 }

@@ -104,7 +104,7 @@ func newStack(t *testing.T) *stack {
 	stackService(t, b, "outer", tp, map[string]mesh.Handler{
 		"f": mesh.HandlerFunc(func(ctx context.Context, c *mesh.Call) ([]byte, error) {
 			s.ran.Add(1)
-			return c.Client().Call(ctx, "inner", "f", c.Params())
+			return c.Client().Invoke(ctx, "inner", "f", c.Params())
 		}),
 	})
 

@@ -60,7 +60,7 @@ func hello(_ context.Context, in helloIn) (helloOut, error) {
 // call's client, so the caller's claims, the request ID and the deadline
 // travel on, and accounts.me sees greeter.welcome as its caller.
 func welcome(ctx context.Context, c *mesh.Call) ([]byte, error) {
-	me, err := mesh.CallJSON[profile](ctx, c.Client(), "accounts", "me", nil)
+	me, err := mesh.InvokeJSON[profile](ctx, c.Client(), "accounts", "me", nil)
 	if err != nil {
 		return nil, err // a *transport.Error keeps its status (401, 503, ...)
 	}

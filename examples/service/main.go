@@ -164,7 +164,7 @@ func relay(ctx context.Context, c *mesh.Call) ([]byte, error) {
 	if err := c.Decode(&in); err != nil {
 		return nil, err
 	}
-	out, err := c.Client().Call(ctx, in.Service, in.Function, in.Params)
+	out, err := c.Client().Invoke(ctx, in.Service, in.Function, in.Params)
 	if err != nil {
 		return nil, err // the policy's 403, the callee's own error, 503, 504...
 	}

@@ -168,7 +168,7 @@ func Example_serviceProcess() {
 
 	// Back in the host: call it from Go (the gateway does the same).
 	client, _ := mesh.NewClient(host.Conn())
-	out, err := mesh.CallJSON[string](ctx, client, "greeter", "hello", map[string]string{"name": "Ada"})
+	out, err := mesh.InvokeJSON[string](ctx, client, "greeter", "hello", map[string]string{"name": "Ada"})
 	fmt.Println(out, err)
 
 	// The greeter's credentials cannot register as another service.

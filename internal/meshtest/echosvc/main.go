@@ -96,7 +96,7 @@ func run(url, name string, maxConc int, extras bool) error {
 				ctx, cancel = context.WithTimeout(ctx, time.Duration(in.TimeoutMS)*time.Millisecond)
 				defer cancel()
 			}
-			return c.Client().Call(ctx, in.Service, in.Function, in.Params)
+			return c.Client().Invoke(ctx, in.Service, in.Function, in.Params)
 		}),
 	}
 	var runs counts
