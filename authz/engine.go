@@ -423,61 +423,81 @@ type plans struct {
 const maxPlans = 1024
 
 // callPlan is how calls to one service.function are decided: a plan per
-// stage, and what they read together.
+// stage, and what they read together. Its fields are set before ready is
+// closed, and never change after.
 type callPlan struct {
-	once   sync.Once
+	ready  chan struct{}
 	stages []*plan
 	uses   inputUses
 	params *readTree // what they read of params; nil when nothing
 }
 
 func newCallPlan(stages []*plan) *callPlan {
-	cp := &callPlan{stages: stages}
+	cp := &callPlan{ready: make(chan struct{}), stages: stages}
 	for _, pl := range stages {
 		cp.uses = cp.uses.union(pl.uses)
 	}
 	if cp.uses.has("params") {
 		cp.params = newReadTree(cp.uses.below("params"))
 	}
+	close(cp.ready)
 	return cp
 }
 
-// plan returns the call plan for service.function, making it on first
-// use.
+// planWait is how long a call waits for the plan of its service.function
+// while it is being made; after that, and after the call's own deadline,
+// it is decided by the generic plans, and the plan is finished for later
+// calls.
+const planWait = 100 * time.Millisecond
+
+// plan returns the call plan for service.function, starting to make it
+// on first use.
 func (p *policy) plan(ctx context.Context, service, function string) *callPlan {
 	key := [2]string{service, function}
-	if m := p.plans.m.Load(); m != nil {
-		if cp := (*m)[key]; cp != nil {
-			cp.once.Do(func() { p.specialize(ctx, cp, service, function) })
-			return cp
-		}
-	}
-	if p.plans.full.Load() {
-		return p.generic
-	}
-	p.plans.mu.Lock()
-	old := p.plans.m.Load()
 	var cp *callPlan
-	if old != nil {
-		cp = (*old)[key]
+	if m := p.plans.m.Load(); m != nil {
+		cp = (*m)[key]
 	}
 	if cp == nil {
-		if old != nil && len(*old) >= maxPlans {
-			p.plans.full.Store(true)
-			p.plans.mu.Unlock()
+		if p.plans.full.Load() {
 			return p.generic
 		}
-		m := make(map[[2]string]*callPlan, 1+lenOf(old))
+		p.plans.mu.Lock()
+		old := p.plans.m.Load()
 		if old != nil {
-			maps.Copy(m, *old)
+			cp = (*old)[key]
 		}
-		cp = &callPlan{}
-		m[key] = cp
-		p.plans.m.Store(&m)
+		if cp == nil {
+			if old != nil && len(*old) >= maxPlans {
+				p.plans.full.Store(true)
+				p.plans.mu.Unlock()
+				return p.generic
+			}
+			m := make(map[[2]string]*callPlan, 1+lenOf(old))
+			if old != nil {
+				maps.Copy(m, *old)
+			}
+			cp = &callPlan{ready: make(chan struct{})}
+			m[key] = cp
+			p.plans.m.Store(&m)
+			go p.specialize(cp, service, function)
+		}
+		p.plans.mu.Unlock()
 	}
-	p.plans.mu.Unlock()
-	cp.once.Do(func() { p.specialize(ctx, cp, service, function) })
-	return cp
+	select {
+	case <-cp.ready:
+		return cp
+	default:
+	}
+	t := time.NewTimer(planWait)
+	defer t.Stop()
+	select {
+	case <-cp.ready:
+		return cp
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return p.generic
 }
 
 func lenOf(m *map[[2]string]*callPlan) int {
@@ -490,13 +510,12 @@ func lenOf(m *map[[2]string]*callPlan) int {
 // planBudget bounds the time partial evaluation may take for one
 // service.function: a policy whose rules do seconds of work that does not
 // depend on the input would do it at this point.
-const planBudget = 250 * time.Millisecond
+const planBudget = 5 * time.Second
 
 // specialize fills cp with each stage's plan for service.function, or its
 // generic plan where partial evaluation fails or takes longer than
-// planBudget. It runs without the caller's deadline: the plan serves
-// every later call.
-func (p *policy) specialize(_ context.Context, cp *callPlan, service, function string) {
+// planBudget, and then closes cp.ready.
+func (p *policy) specialize(cp *callPlan, service, function string) {
 	ctx, cancel := context.WithTimeout(context.Background(), planBudget)
 	defer cancel()
 	stages := make([]*plan, len(p.stages))
@@ -509,4 +528,5 @@ func (p *policy) specialize(_ context.Context, cp *callPlan, service, function s
 	}
 	filled := newCallPlan(stages)
 	cp.stages, cp.uses, cp.params = stages, filled.uses, filled.params
+	close(cp.ready)
 }

@@ -69,7 +69,6 @@ func compilePolicy(ctx context.Context, l *loaded, query string, log *slog.Logge
 		generic[i] = st.generic()
 	}
 	p.generic = newCallPlan(generic)
-	p.generic.once.Do(func() {})
 	return p, nil
 }
 
