@@ -60,3 +60,25 @@ func TestCaller(t *testing.T) {
 		t.Errorf("Caller = %v, %v; want %v, true", got, ok, want)
 	}
 }
+
+func TestToken(t *testing.T) {
+	t.Parallel()
+	if _, ok := reqctx.Token(context.Background()); ok {
+		t.Error("a token in an empty context")
+	}
+	claims := map[string]any{"sub": "u1"}
+	ctx := reqctx.WithTokenClaims(context.Background(), claims, []byte(`{"sub":"u1"}`), "a.b.c")
+	if tok, ok := reqctx.Token(ctx); !ok || tok != "a.b.c" {
+		t.Errorf("Token = %q, %v; want a.b.c", tok, ok)
+	}
+	if c, ok := reqctx.Claims(ctx); !ok || c["sub"] != "u1" {
+		t.Errorf("Claims = %v, %v", c, ok)
+	}
+	if raw, ok := reqctx.ClaimsJSON(ctx); !ok || string(raw) != `{"sub":"u1"}` {
+		t.Errorf("ClaimsJSON = %s, %v", raw, ok)
+	}
+	// Claims set again without a token drop the old token.
+	if _, ok := reqctx.Token(reqctx.WithClaims(ctx, claims, nil)); ok {
+		t.Error("WithClaims kept the token of other claims")
+	}
+}
