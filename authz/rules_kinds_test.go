@@ -255,3 +255,61 @@ func TestAllRuleKindsWithOPATester(t *testing.T) {
 		t.Errorf("failed %v; want only test_expected_failure", failed)
 	}
 }
+
+// TestRegoPolicyCallWithOPATester: a hand-written policy that calls
+// functions is tested with opa test, funcmesh.call replaced by a Rego
+// function through with.
+func TestRegoPolicyCallWithOPATester(t *testing.T) {
+	t.Parallel()
+	const policy = `package funcmesh.authz
+
+default allow := false
+
+allow if {
+	input.function == "watch"
+	funcmesh.call("accounts", "plan", {"user": input.auth.sub}).plan == "premium"
+}
+`
+	const tests = `package funcmesh.authz_test
+
+import data.funcmesh.authz
+
+plans(_, _, params) := {"plan": "premium"} if params.user == "u1"
+
+plans(_, _, params) := {"plan": "free"} if params.user != "u1"
+
+test_premium if authz.allow with input as {"function": "watch", "auth": {"sub": "u1"}} with funcmesh.call as plans
+
+test_free if not authz.allow with input as {"function": "watch", "auth": {"sub": "u2"}} with funcmesh.call as plans
+
+test_call_fails if not authz.allow with input as {"function": "watch", "auth": {"sub": "u1"}}
+`
+	modules := map[string]*ast.Module{}
+	for name, text := range map[string]string{"policy.rego": policy, "policy_test.rego": tests} {
+		m, err := ast.ParseModuleWithOpts(name, text, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		modules[name] = m
+	}
+	ctx := context.Background()
+	store := inmem.New()
+	txn := storage.NewTransactionOrDie(ctx, store)
+	defer store.Abort(ctx, txn)
+	ch, err := tester.NewRunner().SetCompiler(ast.NewCompiler()).SetStore(store).
+		SetModules(modules).RaiseBuiltinErrors(true).RunTests(ctx, txn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var passed []string
+	for r := range ch {
+		if !r.Pass() {
+			t.Errorf("%s failed: %v", r.Name, r.Error)
+			continue
+		}
+		passed = append(passed, r.Name)
+	}
+	if len(passed) != 3 {
+		t.Errorf("passed %v; want all 3", passed)
+	}
+}
