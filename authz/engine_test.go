@@ -3,13 +3,17 @@ package authz_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/funcmesh/funcmesh/authz"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -165,6 +169,34 @@ func TestSelfComparison(t *testing.T) {
 			if want := auth["role"] != nil; err != nil || d.Allow != want {
 				t.Errorf("auth %v: %+v, %v; want allow %v", auth, d, err, want)
 			}
+		}
+	}
+}
+
+// TestCallerFromContext: the middleware and Authorize put the calling
+// function the context carries (reqctx.WithCaller) into input.caller.
+func TestCallerFromContext(t *testing.T) {
+	t.Parallel()
+	a := newAuthorizer(t, authz.Module("p.rego", "package funcmesh.authz\nallow if input.caller.service == \"orders\"\n"))
+	ctx := reqctx.WithCaller(context.Background(), transport.Caller{Service: "orders", Function: "place"})
+	if d, err := a.Authorize(ctx, authz.Input{Service: "s", Function: "f"}); err != nil || !d.Allow {
+		t.Errorf("Authorize with a caller in ctx: %+v, %v; want allowed", d, err)
+	}
+	if d, err := a.Authorize(context.Background(), authz.Input{Service: "s", Function: "f"}); err != nil || d.Allow {
+		t.Errorf("Authorize without a caller: %+v, %v; want denied", d, err)
+	}
+	h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for _, withCaller := range []bool{true, false} {
+		req := httptest.NewRequest("POST", "/fn/s/f", strings.NewReader("{}"))
+		req.SetPathValue("service", "s")
+		req.SetPathValue("function", "f")
+		if withCaller {
+			req = req.WithContext(ctx)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if want := map[bool]int{true: 200, false: 403}[withCaller]; rec.Code != want {
+			t.Errorf("middleware, caller %v: %d; want %d", withCaller, rec.Code, want)
 		}
 	}
 }

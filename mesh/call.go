@@ -139,7 +139,8 @@ func (c *Call) SetReplyContentType(ct string) { c.replyContentType = ct }
 // Client returns a client that shares the service's connection, prefix,
 // tracer and metrics, for calling other functions from this one. Call it
 // with the function's context so the claims, request ID, deadline and
-// trace travel on.
+// trace travel on and the call passes the host's router and policy as this
+// function's (see [Router]).
 func (c *Call) Client() *Client { return c.svc.client }
 
 // parseHeaders reads the Mesh-* and trace headers of a request. It returns

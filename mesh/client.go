@@ -38,6 +38,13 @@ const jsonContentType = "application/json"
 // [reqctx.ClaimsJSON], and a request ID is generated when
 // there is none.
 //
+// A call made with a function's context is a nested call: it goes out on
+// the call route to the host's [Router], which asks the policy before the
+// callee runs (or passes the Router given with [WithLocalRouter] in the
+// process); with no router running it fails at once with 503. Other calls
+// go straight to the function, their claims signed with
+// [WithClaimsSigner] when given.
+//
 // Errors are [*transport.Error]s: no instance running is
 // transport.CodeUnavailable (503) at once, not after the timeout (its cause
 // is nats.ErrNoResponders); the deadline passing is

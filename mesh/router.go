@@ -103,7 +103,7 @@ func WithRouterWorkers(n int) ClientOption {
 //  5. forwards the call to <prefix>.B.f with its own connection: the same
 //     params, content type, request ID, claims and trace context, the
 //     claims signed again for the new deadline, Mesh-Caller and Mesh-Hops
-//     one higher;
+//     one higher (at most 100,000 calls waiting at once: 429 above);
 //  6. relays the answer (result or error) to the caller's reply subject,
 //     without a reply subject of its own. No instance of B: 503.
 //
@@ -346,6 +346,11 @@ func (r *Router) route(m *nats.Msg) {
 	}
 	tok := token()
 	r.mu.Lock()
+	if len(r.pending) >= maxPending {
+		r.mu.Unlock()
+		r.replyError(m.Reply, errRouterBusy)
+		return
+	}
 	for r.pending[tok].reply != "" {
 		tok = token()
 	}
@@ -364,6 +369,12 @@ func (r *Router) route(m *nats.Msg) {
 		r.replyError(m.Reply, e)
 	}
 }
+
+// maxPending bounds the forwarded calls a Router waits for at once; above
+// it a call is answered 429 without being forwarded.
+const maxPending = 100_000
+
+var errRouterBusy = transport.NewError(transport.CodeResourceExhausted, "router busy: too many nested calls in flight, try again")
 
 var errUnsigned = transport.NewError(transport.CodeUnauthenticated, "forwarded claims without the host's valid signature")
 
@@ -387,8 +398,10 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 	claims := headerValue(h, transport.HeaderAuth)
 	sig := headerValue(h, transport.HeaderAuthSig)
 	if claims != "" {
-		if !validClaims(claims) {
-			return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: want a JSON object")
+		// Only the signature is checked here: claims the host signed are
+		// the JSON object it sent (decodeClaims, below, decodes them).
+		if len(claims) > transport.MaxClaimsLen {
+			return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: too long")
 		}
 		if requestID == "" || deadline.IsZero() {
 			return time.Time{}, errUnsigned

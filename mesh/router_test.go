@@ -213,7 +213,7 @@ func TestRouterClaims(t *testing.T) {
 		{"a later deadline", hdr("Mesh-Auth", claims, "Mesh-Auth-Sig", sig, "Mesh-Request-Id", "req-1", "Mesh-Deadline", transport.FormatDeadline(deadline.Add(time.Hour))), 401},
 		{"another host's key", hdr("Mesh-Auth", claims, "Mesh-Auth-Sig", other.Sign(claims, "req-1", deadline), "Mesh-Request-Id", "req-1", "Mesh-Deadline", dl), 401},
 		{"no request ID", hdr("Mesh-Auth", claims, "Mesh-Auth-Sig", sig, "Mesh-Deadline", dl), 401},
-		{"not a JSON object", hdr("Mesh-Auth", `["admin"]`, "Mesh-Auth-Sig", sig, "Mesh-Request-Id", "req-1", "Mesh-Deadline", dl), 400},
+		{"not a JSON object", hdr("Mesh-Auth", `["admin"]`, "Mesh-Auth-Sig", sig, "Mesh-Request-Id", "req-1", "Mesh-Deadline", dl), 401},
 		{"bad hops", hdr("Mesh-Hops", "-1"), 400},
 		{"hops at the limit", hdr("Mesh-Hops", strconv.Itoa(mesh.DefaultMaxHops)), 508},
 	} {
