@@ -48,6 +48,8 @@ type ruleKindsEnv struct {
 	lastIn  atomic.Pointer[map[string]any]
 	hookRun atomic.Int64
 	hookAns atomic.Pointer[string]
+	// nestedErr is what auth.check's nested call got.
+	nestedErr atomic.Pointer[error]
 }
 
 func newRuleKindsEnv(t *testing.T) *ruleKindsEnv {
@@ -81,6 +83,13 @@ func newRuleKindsEnv(t *testing.T) *ruleKindsEnv {
 			return []byte("ack"), nil
 		case "yes":
 			return []byte(`{"ack": "yes"}`), nil
+		case "recurse":
+			// Tricked by its params into calling what is being decided:
+			// the nested call passes the router and the same policy,
+			// whose func rule would ask this function again.
+			_, err := c.Client().Invoke(ctx, "shop", "buy", []byte(`{"amount": 5, "mode": "recurse"}`))
+			e.nestedErr.Store(&err)
+			return []byte(`{"ack": true}`), nil
 		}
 		claims, signedIn := c.Claims()
 		amount, _ := params["amount"].(float64)
@@ -256,5 +265,28 @@ func TestRuleKindsHTTPFuncTimeout(t *testing.T) {
 	}
 	if e.ran.Load() != 0 {
 		t.Error("the function ran")
+	}
+}
+
+// TestRuleKindsHTTPFuncRecursion: an authorization function tricked into
+// calling the function being decided (its nested call passes the same
+// policy, whose func rule asks it again) is refused at once rather than
+// looping until the deadline: the function runs once per decision.
+func TestRuleKindsHTTPFuncRecursion(t *testing.T) {
+	t.Parallel()
+	e := newRuleKindsEnv(t)
+	alice := []string{"Authorization", bearer(token(t, "alice"))}
+	a := e.g.post("shop", "buy", `{"amount": 5, "mode": "recurse"}`, alice...)
+	if a.status != 200 || a.dur > fast(callTimeout) {
+		t.Errorf("%v; want 200 at once (auth.check acks)", a)
+	}
+	if n := e.checks.Load(); n != 1 {
+		t.Errorf("auth.check ran %d times; want once", n)
+	}
+	if p := e.nestedErr.Load(); p == nil || *p == nil || !strings.Contains((*p).Error(), "not authorized to buy") {
+		t.Errorf("the nested call got %v; want the policy's denial", p)
+	}
+	if n := e.ran.Load(); n != 1 {
+		t.Errorf("shop.buy ran %d times; want once (the call from HTTP)", n)
 	}
 }
