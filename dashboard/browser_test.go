@@ -1,16 +1,20 @@
 package dashboard_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/funcmesh/funcmesh/dashboard"
 	"github.com/funcmesh/funcmesh/internal/browsertest"
+	"github.com/funcmesh/funcmesh/tasks"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -94,4 +98,58 @@ func TestBrowserDashboard(t *testing.T) {
 func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestBrowserDeadLetters: a durable call that failed for good shows in
+// the dashboard, and its Replay button runs it again.
+func TestBrowserDeadLetters(t *testing.T) {
+	tab := browsertest.NewTab(t)
+	b, q, fixed := newTasksMesh(t)
+	dash, err := dashboard.New(b.Conn(), dashboard.Options{MinInterval: time.Nanosecond, Refresh: 100 * time.Millisecond, Tasks: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.StripPrefix("/admin/mesh", dash))
+	t.Cleanup(srv.Close)
+
+	rc, err := q.Enqueue(t.Context(), tasks.Call{Service: "orders", Function: "ship", Params: []byte(`{"order":7}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wait = 20 * time.Second
+	row := `document.querySelector('#dead-letters tr[data-task="` + rc.ID + `"]')`
+	tab.Run(t, wait, chromedp.Navigate(srv.URL+"/admin/mesh/"))
+	tab.Poll(t, wait, "the dead letter", row+` !== null`)
+	if text := browsertest.Eval[string](t, tab, wait, row+`.textContent`); !strings.Contains(text, "orders.ship") || !strings.Contains(text, "warehouse closed") {
+		t.Errorf("dead letter row %q; want the function and its error", text)
+	}
+	tab.Screenshot(t, "dashboard-dead-letters")
+
+	fixed.Store(true)
+	// The form's POST redirects to the page: wait for that navigation.
+	// The click is the page's own, in one step, since the refresh may
+	// swap the row between finding the button and a click by position.
+	ctx, cancel := context.WithTimeout(tab.Ctx, wait)
+	defer cancel()
+	click := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](`(document.querySelector('#dead-letters tr[data-task="`+rc.ID+`"] button').click(), true)`)(ctx, tg)
+		return err
+	})
+	res, err := chromedp.RunResponse(ctx, click)
+	if err != nil || res.Status != 200 {
+		t.Fatalf("replay: %v, %v; want the page again", res, err)
+	}
+	tab.Poll(t, wait, "the replay notice", `document.querySelector("#replayed")?.textContent.includes("`+rc.ID+`")`)
+	tab.Poll(t, wait, "the dead letter gone", row+` === null`)
+	deadline := time.Now().Add(wait)
+	for {
+		st, err := q.Status(t.Context(), rc.ID)
+		if err == nil && st.State == tasks.StateSucceeded {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replayed task: %+v, %v; want succeeded", st, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the status with a deadline
+	}
 }

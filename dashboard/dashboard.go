@@ -33,12 +33,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/tasks"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -64,6 +66,14 @@ type Options struct {
 
 	// Title heads the page: "funcmesh" by default.
 	Title string
+
+	// Tasks, when set, adds the durable calls' dead letters to the page
+	// (the oldest MaxDeadLetters of them), each with a Replay button that
+	// enqueues it again ([tasks.Tasks.Replay]). nil shows none.
+	Tasks *tasks.Tasks
+
+	// MaxDeadLetters bounds the dead letters shown: 50 by default.
+	MaxDeadLetters int
 }
 
 // Handler serves the dashboard. Create it with [New]; it is safe for
@@ -76,6 +86,9 @@ type Handler struct {
 	min     time.Duration
 	refresh time.Duration
 	title   string
+	tasks   *tasks.Tasks
+	maxDead int
+	csrf    *http.CrossOriginProtection
 
 	mu   sync.Mutex // held while a snapshot is taken, so one runs at a time
 	last *Snapshot
@@ -93,6 +106,12 @@ func New(nc *nats.Conn, opts Options) (*Handler, error) {
 		min:     opts.MinInterval,
 		refresh: opts.Refresh,
 		title:   opts.Title,
+		tasks:   opts.Tasks,
+		maxDead: opts.MaxDeadLetters,
+		csrf:    http.NewCrossOriginProtection(),
+	}
+	if h.maxDead <= 0 {
+		h.maxDead = 50
 	}
 	if h.prefix == "" {
 		h.prefix = transport.DefaultPrefix
@@ -129,15 +148,38 @@ func (h *Handler) Snapshot(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	if h.tasks != nil {
+		s.DeadLetters = &DeadLetters{}
+		dl, err := h.tasks.DeadLetters(ctx, 0, h.maxDead+1)
+		if err != nil {
+			s.DeadLetters.Error = transport.AsError(err).Message()
+		}
+		if len(dl) > h.maxDead {
+			dl, s.DeadLetters.More = dl[:h.maxDead], true
+		}
+		s.DeadLetters.List = dl
+	}
 	h.last = s
 	return s, nil
 }
 
 // ServeHTTP answers GET and HEAD: the page; with ?view=content only the
 // part the page's script swaps in when it refreshes; with ?format=json
-// the [Snapshot] as JSON. Other methods get 405.
+// the [Snapshot] as JSON. With Options.Tasks, a POST of the form field
+// replay=<task ID> from the page itself replays that dead letter and
+// redirects back (303); a POST from another site (checked with
+// http.CrossOriginProtection) is 403. Other methods get 405.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && h.tasks != nil {
+		h.replay(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if h.tasks != nil {
+			w.Header().Set("Allow", "GET, HEAD, POST")
+			transport.WriteHTTPError(w, transport.ErrorWithStatus(http.StatusMethodNotAllowed, "method not allowed"))
+			return
+		}
 		w.Header().Set("Allow", "GET, HEAD")
 		transport.WriteHTTPError(w, transport.ErrorWithStatus(http.StatusMethodNotAllowed, "method not allowed"))
 		return
@@ -170,7 +212,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Nothing but this response's own style and script may run, nothing
 	// loads from elsewhere, and no other site may frame the page.
 	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; script-src 'nonce-"+nonce+
-		"'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+		"'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("Content-Type", "text/html; charset=utf-8")
 	if r.Method == http.MethodHead {
@@ -180,13 +222,44 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if q.Get("view") == "content" {
 		name = "content"
 	}
-	_ = pageTemplate.ExecuteTemplate(w, name, pageData{
+	data := pageData{
 		Title:     h.title,
 		Nonce:     nonce,
 		RefreshMs: h.refresh.Milliseconds(),
 		Snap:      snap,
 		Now:       time.Now(),
-	})
+	}
+	if id := q.Get("replayed"); tasks.ValidID(id) {
+		data.Replayed = id
+	}
+	_ = pageTemplate.ExecuteTemplate(w, name, data)
+}
+
+// replay replays the dead letter the form names.
+func (h *Handler) replay(w http.ResponseWriter, r *http.Request) {
+	if err := h.csrf.Check(r); err != nil {
+		transport.WriteHTTPError(w, transport.WrapError(transport.CodePermissionDenied, "cross-origin request refused", err))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	id := r.PostFormValue("replay")
+	if !tasks.ValidID(id) {
+		transport.WriteHTTPError(w, transport.NewError(transport.CodeInvalidArgument, "replay: not a task ID"))
+		return
+	}
+	if _, err := h.tasks.Replay(r.Context(), id); err != nil {
+		transport.WriteHTTPError(w, err)
+		return
+	}
+	h.mu.Lock()
+	h.last = nil // the next page shows the change
+	h.mu.Unlock()
+	w.Header().Set("Cache-Control", "no-store")
+	// A reference relative to the page's own URL, wherever the host
+	// mounted it (http.Redirect would resolve it against the path the
+	// handler sees, which lacks the host's prefix).
+	w.Header().Set("Location", "?replayed="+url.QueryEscape(id))
+	w.WriteHeader(http.StatusSeeOther)
 }
 
 func newNonce() string {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/funcmesh/funcmesh/dashboard"
 	"github.com/funcmesh/funcmesh/internal/browsertest"
 	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/tasks"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -315,5 +317,100 @@ func TestNew(t *testing.T) {
 	b, _ := newMesh(t)
 	if _, err := dashboard.New(b.Conn(), dashboard.Options{Prefix: "bad prefix"}); err == nil {
 		t.Error("a bad prefix: no error")
+	}
+}
+
+// newTasksMesh starts a broker with JetStream, durable calls with a
+// dispatcher, and the service orders, whose ship fails until fixed is
+// set; a task of it gets one attempt, so it is a dead letter at once.
+func newTasksMesh(t *testing.T) (*broker.Broker, *tasks.Tasks, *atomic.Bool) {
+	t.Helper()
+	ctx := t.Context()
+	b, err := broker.Start(ctx, broker.WithJetStream(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	signer, err := transport.NewClaimsSigner(transport.ClaimsKey{ID: "k1", Secret: []byte("the-host-claims-key-at-least-32-bytes")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := tasks.New(ctx, b.Conn(), tasks.Options{Signer: signer, Memory: true,
+		Functions: map[string]tasks.Retry{"orders.ship": {MaxAttempts: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := mesh.NewClient(b.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := q.NewDispatcher(client)
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Stop(context.Background()) })
+	nc, err := b.NewConn("orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := mesh.NewService(nc, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
+	fixed := new(atomic.Bool)
+	err = svc.Handle("ship", mesh.Func(func(context.Context, struct{ Order int }) (string, error) {
+		if !fixed.Load() {
+			return "", transport.NewError(transport.CodeUnavailable, "warehouse closed")
+		}
+		return "shipped", nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, q, fixed
+}
+
+// TestReplayCrossOrigin: the replay button is a form POST, so a page on
+// another site could post it with the operator's cookies; it must not.
+func TestReplayCrossOrigin(t *testing.T) {
+	t.Parallel()
+	b, q, _ := newTasksMesh(t)
+	dash, err := dashboard.New(b.Conn(), dashboard.Options{Tasks: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(dash)
+	t.Cleanup(srv.Close)
+	rc, err := q.Enqueue(t.Context(), tasks.Call{Service: "orders", Function: "ship", Params: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(hdr ...string) int {
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/", strings.NewReader("replay="+rc.ID))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for _, hdr := range [][]string{{"Sec-Fetch-Site", "cross-site"}, {"Origin", "https://evil.example"}} {
+		if got := post(hdr...); got != http.StatusForbidden {
+			t.Errorf("POST with %s: %d; want 403", hdr[0]+": "+hdr[1], got)
+		}
+	}
+	if got := post("Sec-Fetch-Site", "same-origin", "X-Bad", ""); got != http.StatusNotFound && got != http.StatusSeeOther {
+		t.Errorf("same-origin POST: %d; want 303, or 404 while the task is not dead yet", got)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/", strings.NewReader("replay=../../x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 400 {
+		t.Errorf("POST of a bad ID: %v %v; want 400", res.StatusCode, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/tasks"
 )
 
 // FuzzStats feeds $SRV.STATS answers, which any client on the bus may
@@ -32,6 +33,14 @@ func FuzzStats(f *testing.F) {
 			Instances: []mesh.InstanceInfo{{ID: st.ID, Version: st.Version, Functions: []string{"a"}}},
 		}}
 		snap := build("fn", services, map[string]*micro.Stats{st.ID: &st}, time.Unix(1e9, 0))
+		// A dead letter's error is a function's text too.
+		dl := tasks.DeadLetter{ID: st.ID, Service: st.Name, Function: "f", Failed: st.Started}
+		for _, ep := range st.Endpoints {
+			if ep != nil {
+				dl.Error.Message = ep.LastError
+			}
+		}
+		snap.DeadLetters = &DeadLetters{List: []tasks.DeadLetter{dl}}
 		if _, err := json.Marshal(snap); err != nil {
 			t.Fatalf("the snapshot does not encode: %v", err)
 		}

@@ -19,6 +19,7 @@ type pageData struct {
 	RefreshMs int64
 	Snap      *Snapshot
 	Now       time.Time
+	Replayed  string // the task just replayed, to say so
 }
 
 var pageTemplate = template.Must(template.New("dashboard").Funcs(template.FuncMap{

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/tasks"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -23,6 +24,17 @@ import (
 type Snapshot struct {
 	At       time.Time `json:"at"`
 	Services []Service `json:"services"`
+	// DeadLetters is set when the dashboard has Options.Tasks.
+	DeadLetters *DeadLetters `json:"dead_letters,omitempty"`
+}
+
+// DeadLetters are the durable calls that failed for good, oldest first.
+type DeadLetters struct {
+	List []tasks.DeadLetter `json:"list"`
+	// More is true when there are more than the list holds.
+	More bool `json:"more,omitempty"`
+	// Error says why they could not be read.
+	Error string `json:"error,omitempty"`
 }
 
 // Service is one service and its instances.

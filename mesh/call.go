@@ -2,6 +2,8 @@ package mesh
 
 import (
 	"encoding/json"
+	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -76,9 +78,20 @@ func decodeParams(params []byte, v any) error {
 	return nil
 }
 
-// jsonErrorText is the text of a JSON error without the "json: " prefix.
+// jsonErrorText says what is wrong with params that encoding/json could
+// not decode, from the fields of its error.
 func jsonErrorText(err error) string {
-	return strings.TrimPrefix(err.Error(), "json: ")
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return se.Error() + " at offset " + strconv.FormatInt(se.Offset, 10)
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		where := te.Type.String()
+		if te.Field != "" {
+			where = "field " + te.Field + " of type " + where
+		}
+		return "cannot decode a JSON " + te.Value + " into " + where
+	}
+	return "malformed JSON"
 }
 
 // Claims returns the caller's verified claims that the gateway (or the

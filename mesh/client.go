@@ -463,12 +463,10 @@ func (c *Client) requestError(req *Request, err error) *transport.Error {
 	return transport.WrapError(transport.CodeInternal, transport.DefaultMessage(transport.CodeInternal), err)
 }
 
-// nameProblem is what is wrong with a name, without the package prefix.
+// nameProblem is what is wrong with a name, as ValidateName said.
 func nameProblem(err error) string {
-	const p = "transport: invalid name: "
-	s := err.Error()
-	if len(s) > len(p) && s[:len(p)] == p {
-		return s[len(p):]
+	if ne, ok := errors.AsType[*transport.NameError](err); ok {
+		return ne.Reason
 	}
-	return s
+	return "invalid"
 }

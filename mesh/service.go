@@ -162,7 +162,9 @@ func NewService(nc *nats.Conn, name string, opts ...ServiceOption) (*Service, er
 }
 
 // refused returns the connection's last error when it is the server's
-// refusal of a subscription to a subject that match reports as ours.
+// refusal of a subscription to a subject that match reports as ours. It is
+// the one place that reads an error's text: nats.go reports the refused
+// subject only there (TestServiceCredentialsRefusedAtRegistration covers it).
 func refused(nc *nats.Conn, match func(subject string) bool) error {
 	err := nc.LastError()
 	if err == nil || !errors.Is(err, nats.ErrPermissionViolation) {

@@ -290,6 +290,15 @@ func (r *runner) attempt(msg jetstream.Msg) {
 		r.fail(ctx, msg, tk, st, transport.NewError(transport.CodePermissionDenied, reason))
 		return
 	}
+	if schedule := msg.Headers().Get(hSchedule); schedule != "" && msg.Headers().Get("Nats-Scheduler") != "" && tk.template == "" {
+		// A tick of a schedule: a task of its own, named by the stream
+		// sequence JetStream stored it at.
+		tk.template, tk.id = tk.id, tickID(tk.id, md.Sequence.Stream)
+		st.ID = tk.id
+		if !r.tick(ctx, msg, tk, st, schedule) {
+			return
+		}
+	}
 	// Every delivery looks at the status first, not only redeliveries: a
 	// cluster that lost a consumer leader, or a broker killed with its
 	// host, may deliver a finished task again with its count reset. The
@@ -481,4 +490,40 @@ func (t *Tasks) putStatusRetrying(ctx context.Context, st *Status) {
 		time.Sleep(wait)
 		wait *= 2
 	}
+}
+
+// tick prepares the first delivery of a schedule's tick: the policy's
+// word on it (Options.Authorize), and the overlap setting. It reports
+// whether the tick runs; if not, it has dealt with msg.
+func (r *runner) tick(ctx context.Context, msg jetstream.Msg, tk *task, st *Status, schedule string) bool {
+	t := r.d.t
+	key := "schedule_" + schedule
+	if t.opts.Authorize != nil {
+		actx := reqctx.WithCaller(ctx, transport.Caller{Service: "schedule", Function: schedule})
+		if tk.claims != "" {
+			if claims, err := transport.DecodeClaims(tk.claims); err == nil {
+				actx = reqctx.WithClaims(actx, claims, []byte(tk.claims))
+			}
+		}
+		if err := t.opts.Authorize(actx, tk.service, tk.function, tk.params); err != nil {
+			r.fail(ctx, msg, tk, st, transport.AsError(err))
+			return false
+		}
+	}
+	if msg.Headers().Get(hOverlap) == "skip" {
+		if e, err := t.status.Get(ctx, key); err == nil && string(e.Value()) != tk.id {
+			if prev, _, err := t.loadStatus(ctx, string(e.Value())); err == nil && !prev.State.Final() {
+				// The previous run goes on: this tick is skipped.
+				st.State, st.Updated = StateSkipped, time.Now()
+				t.putStatusRetrying(ctx, st)
+				_ = msg.Ack()
+				return false
+			}
+		}
+	}
+	if _, err := t.status.Put(ctx, key, []byte(tk.id)); err != nil {
+		_ = msg.NakWithDelay(time.Second)
+		return false
+	}
+	return true
 }

@@ -123,6 +123,8 @@ func (t *Tasks) Enqueue(ctx context.Context, c Call) (Receipt, error) {
 		msg.Subject = schedPrefix + tk.id
 		msg.Header.Set("Nats-Schedule", "@at "+due.UTC().Format(time.RFC3339))
 		msg.Header.Set("Nats-Schedule-Target", tk.subject())
+		// Kept until it is due and a retention after, whatever MaxAge.
+		msg.Header.Set("Nats-TTL", (time.Until(due) + t.opts.Retention).Truncate(time.Second).String())
 	}
 	ack, err := t.js.PublishMsg(ctx, msg, jetstream.WithMsgID(tk.id), jetstream.WithExpectStream(StreamName))
 	if err != nil {
@@ -185,4 +187,64 @@ func functionOf(filter string) (string, string, bool) {
 	}
 	svc, fn, err := splitKey(rest)
 	return svc, fn, err == nil
+}
+
+// ScheduledCall is the call a periodic schedule (package schedules) makes
+// at each tick.
+type ScheduledCall struct {
+	Call
+	// Claims are the identity the ticks run as (Mesh-Auth JSON; empty:
+	// anonymous).
+	Claims string
+	// Name is the schedule's; Overlap is "allow" or "skip".
+	Name, Overlap string
+	// SignedTo is when the signature of the claims expires.
+	SignedTo time.Time
+}
+
+// ScheduleMessage returns the message of a periodic schedule: a signed
+// task that JetStream republishes at each tick (the caller adds the
+// subject and the Nats-Schedule header). It is for package schedules.
+func (t *Tasks) ScheduleMessage(ctx context.Context, sc ScheduledCall) (*nats.Msg, error) {
+	if err := errors.Join(transport.ValidateName(sc.Service), transport.ValidateName(sc.Function), transport.ValidateName(sc.Name)); err != nil {
+		return nil, transport.WrapError(transport.CodeInvalidArgument, "invalid name", err)
+	}
+	if err := t.ensureConsumer(ctx, sc.Service, sc.Function); err != nil {
+		return nil, err
+	}
+	tk := &task{
+		id:          newID(),
+		service:     sc.Service,
+		function:    sc.Function,
+		params:      sc.Params,
+		contentType: sc.ContentType,
+		claims:      sc.Claims,
+		requestID:   "schedule-" + sc.Name,
+		retry:       sc.Retry.or(t.retry(sc.Service, sc.Function)),
+		enqueued:    time.UnixMilli(time.Now().UnixMilli()),
+		expires:     time.UnixMilli(sc.SignedTo.UnixMilli()),
+	}
+	tk.sign(t.opts.Signer)
+	h := tk.header()
+	h.Set(hSchedule, sc.Name)
+	if sc.Overlap != "" {
+		h.Set(hOverlap, sc.Overlap)
+	}
+	h.Set("Nats-Schedule-Target", tk.subject())
+	h.Set("Nats-TTL", "never")
+	return &nats.Msg{Header: h, Data: tk.params}, nil
+}
+
+// LastTick returns the status of the last tick of the schedule name, nil
+// if none is known.
+func (t *Tasks) LastTick(ctx context.Context, name string) *Status {
+	e, err := t.status.Get(ctx, "schedule_"+name)
+	if err != nil {
+		return nil
+	}
+	st, err := t.Status(ctx, string(e.Value()))
+	if err != nil {
+		return nil
+	}
+	return st
 }

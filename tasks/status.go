@@ -22,10 +22,13 @@ const (
 	StateRunning   State = "running"
 	StateSucceeded State = "succeeded"
 	StateFailed    State = "failed"
+	// StateSkipped is a schedule's tick that did not run because the
+	// previous run was still going and the schedule's overlap is "skip".
+	StateSkipped State = "skipped"
 )
 
 // Final reports whether s is succeeded or failed.
-func (s State) Final() bool { return s == StateSucceeded || s == StateFailed }
+func (s State) Final() bool { return s == StateSucceeded || s == StateFailed || s == StateSkipped }
 
 // Status is what is known of a task.
 type Status struct {

@@ -31,7 +31,24 @@ const (
 	hError    = "Fm-Error"
 	hAttempts = "Fm-Attempts"
 	hReplay   = "Fm-Replay"
+	// hSchedule names the schedule whose message a task is; each tick the
+	// server publishes from it is a task of its own (see tickID).
+	hSchedule = "Fm-Schedule"
+	hOverlap  = "Fm-Overlap"
+	hTickOf   = "Fm-Tick-Of"
 )
+
+// Exported names of the schedule headers, for package schedules.
+const (
+	HeaderSchedule = hSchedule
+	HeaderOverlap  = hOverlap
+)
+
+// tickID is the task ID of the tick of a schedule stored at stream
+// sequence seq.
+func tickID(template string, seq uint64) string {
+	return keyID("tick", template, "", strconv.FormatUint(seq, 10))
+}
 
 // idEncoding writes task IDs: lower-case base32, no padding.
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -112,6 +129,7 @@ type task struct {
 	enqueued    time.Time
 	expires     time.Time
 	extra       nats.Header // passed to the function
+	template    string      // a tick: the schedule's task ID, which the signature binds
 }
 
 func formatRetry(r Retry) string {
@@ -159,7 +177,11 @@ func (t *task) binding() string {
 		field(k)
 		field(strings.Join(t.extra[k], "\x00"))
 	}
-	return t.id + ":" + hex.EncodeToString(h.Sum(nil))
+	id := t.id
+	if t.template != "" {
+		id = t.template
+	}
+	return id + ":" + hex.EncodeToString(h.Sum(nil))
 }
 
 func (t *task) sign(s *transport.ClaimsSigner) {
@@ -190,6 +212,9 @@ func (t *task) header() nats.Header {
 	h[hRequest] = []string{t.requestID}
 	h[hRetry] = []string{formatRetry(t.retry)}
 	h[hEnqueued] = []string{strconv.FormatInt(t.enqueued.UnixMilli(), 10)}
+	if t.template != "" {
+		h[hTickOf] = []string{t.template}
+	}
 	if t.contentType != "" {
 		h[transport.HeaderContentType] = []string{t.contentType}
 	}
@@ -200,6 +225,9 @@ func (t *task) header() nats.Header {
 // to the function.
 func extraHeader(name string) bool {
 	l := strings.ToLower(name)
+	if l == "fm-schedule" {
+		return false
+	}
 	return !strings.HasPrefix(l, "fm-") && !strings.HasPrefix(l, "nats-") &&
 		!strings.HasPrefix(l, "mesh-") && l != "content-type"
 }
@@ -218,6 +246,12 @@ func decodeTask(subject string, h nats.Header, data []byte) (*task, error) {
 		return nil, err
 	}
 	t.claims, t.sig, t.requestID = h.Get(hClaims), h.Get(hSig), h.Get(hRequest)
+	if tpl := h.Get(hTickOf); tpl != "" {
+		if !ValidID(tpl) {
+			return nil, errors.New("malformed tick header")
+		}
+		t.template = tpl
+	}
 	t.contentType = h.Get(transport.HeaderContentType)
 	var err error
 	if t.retry, err = parseRetry(h.Get(hRetry)); err != nil {

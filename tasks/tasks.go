@@ -127,6 +127,14 @@ type Options struct {
 	// delay of a redelivery after a crash. Default 30s.
 	AckWait time.Duration
 
+	// Authorize, when set, decides each tick of a schedule (package
+	// schedules) before it runs, as the policy decides a call: ctx
+	// carries the schedule's claims and the caller "schedule.<name>"
+	// (reqctx.Claims, reqctx.Caller); an error fails the tick with that
+	// error. authz.Authorizer.AuthorizeCall fits. Async calls and event
+	// triggers are authorized when they are enqueued or emitted, not here.
+	Authorize func(ctx context.Context, service, function string, params []byte) error
+
 	// Logger receives the dispatcher's failures (nil: silent).
 	Logger *slog.Logger
 }
@@ -207,6 +215,9 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Tasks, error) {
 		Duplicates:        opts.DedupWindow,
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
+		// Per-message TTLs keep a delayed call past MaxAge until it is
+		// due, and a periodic schedule for ever.
+		AllowMsgTTL: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tasks: stream %s: %w", StreamName, err)

@@ -17,22 +17,34 @@ const QueueGroup = "q"
 // MaxNameLen is the longest service or function name.
 const MaxNameLen = 64
 
-// ErrInvalidName is wrapped by every error [ValidateName] returns.
+// ErrInvalidName is what every error [ValidateName] returns is (errors.Is).
 var ErrInvalidName = errors.New("transport: invalid name")
 
+// NameError is the error [ValidateName] returns: Reason says what is
+// wrong with the name, safe to show to a caller (it never quotes the
+// name).
+type NameError struct {
+	Reason string
+}
+
+func (e *NameError) Error() string { return ErrInvalidName.Error() + ": " + e.Reason }
+
+// Is reports whether target is ErrInvalidName.
+func (e *NameError) Is(target error) bool { return target == ErrInvalidName }
+
 // ValidateName reports whether s may be used as a service or function name:
-// 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'. The error says what is
-// wrong with s and wraps [ErrInvalidName].
+// 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'. The error is a
+// [*NameError] that says what is wrong with s.
 func ValidateName(s string) error {
 	if s == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidName)
+		return &NameError{Reason: "empty"}
 	}
 	if len(s) > MaxNameLen {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidName, len(s), MaxNameLen)
+		return &NameError{Reason: fmt.Sprintf("%d bytes, at most %d", len(s), MaxNameLen)}
 	}
 	for i := 0; i < len(s); i++ {
 		if !nameByte(s[i]) {
-			return fmt.Errorf("%w: byte %#x at %d is not one of A-Z a-z 0-9 _ -", ErrInvalidName, s[i], i)
+			return &NameError{Reason: fmt.Sprintf("byte %#x at %d is not one of A-Z a-z 0-9 _ -", s[i], i)}
 		}
 	}
 	return nil

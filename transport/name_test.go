@@ -19,9 +19,13 @@ func TestValidateName(t *testing.T) {
 	}
 	for _, s := range bad {
 		err := transport.ValidateName(s)
-		if !errors.Is(err, transport.ErrInvalidName) {
-			t.Errorf("ValidateName(%q) = %v; want ErrInvalidName", s, err)
+		ne, ok := errors.AsType[*transport.NameError](err)
+		if !errors.Is(err, transport.ErrInvalidName) || !ok || ne.Reason == "" {
+			t.Errorf("ValidateName(%q) = %v; want a *NameError with its reason, which is ErrInvalidName", s, err)
 		}
+	}
+	if ne, _ := errors.AsType[*transport.NameError](transport.ValidateName("a.b")); ne == nil || ne.Reason != "byte 0x2e at 1 is not one of A-Z a-z 0-9 _ -" {
+		t.Errorf("ValidateName(a.b) reason %v; want the byte and where", ne)
 	}
 }
 

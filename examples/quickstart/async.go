@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -10,9 +11,13 @@ import (
 	"github.com/funcmesh/funcmesh/broker"
 	"github.com/funcmesh/funcmesh/events"
 	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/schedules"
 	"github.com/funcmesh/funcmesh/tasks"
 	"github.com/funcmesh/funcmesh/transport"
 )
+
+//go:embed schedules.json
+var schedulesJSON []byte
 
 // durable is the quickstart's durable work, on the embedded broker's
 // JetStream: async calls (package tasks) and one event trigger, a welcome
@@ -79,6 +84,20 @@ func startDurable(ctx context.Context, b *broker.Broker, signer *transport.Claim
 		return nil, err
 	}
 	if err := ev.Start(ctx); err != nil {
+		return nil, err
+	}
+	// The periodic jobs of schedules.json: JetStream fires each tick
+	// once, whichever host runs; a schedule the file no longer lists is
+	// deleted.
+	sc, err := schedules.New(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	list, err := schedules.ParseFile(schedulesJSON)
+	if err != nil {
+		return nil, err
+	}
+	if err := sc.Sync(ctx, list); err != nil {
 		return nil, err
 	}
 	return &durable{q: q, d: d, ev: ev, mail: mail}, nil
