@@ -151,3 +151,39 @@ test_members_anonymous if {
 		t.Errorf("members, anonymous: %+v, %v", d, err)
 	}
 }
+
+// TestUtilsExists: utils.exists(<reference>) is true when the reference
+// has a value, null included (as Space Cloud's LoadValue found it), as an
+// operand compared with a bool.
+func TestUtilsExists(t *testing.T) {
+	t.Parallel()
+	const rules = `{"services": {"shop": {"functions": {
+		"coupon": {"rule": {"rule": "match", "eval": "==", "f1": "utils.exists(args.params.coupon.code)", "f2": true}},
+		"nosub":  {"rule": {"rule": "match", "eval": "==", "type": "bool", "f1": "utils.exists(args.auth.sub)", "f2": false}}}}}}`
+	a := newAuthorizer(t, authz.RulesJSON([]byte(rules)), authz.WithClaims(testClaims))
+	srv := serve(t, a)
+	tests := []struct {
+		path, claims, body string
+		status             int
+	}{
+		{"/fn/shop/coupon", ``, `{"coupon": {"code": "X1"}}`, 200},
+		{"/fn/shop/coupon", ``, `{"coupon": {"code": false}}`, 200},
+		{"/fn/shop/coupon", ``, `{"coupon": {"code": null}}`, 200},
+		{"/fn/shop/coupon", ``, `{"coupon": "X1"}`, 403},
+		{"/fn/shop/coupon", ``, `{}`, 403},
+		{"/fn/shop/nosub", `{"name": "a"}`, `{}`, 200},
+		{"/fn/shop/nosub", `{"sub": "a"}`, `{}`, 403},
+		{"/fn/shop/nosub", ``, `{}`, 200},
+	}
+	for _, tt := range tests {
+		if got := do(t, srv, call{path: tt.path, body: tt.body, claims: tt.claims}); got.status != tt.status {
+			t.Errorf("%s %s %s: %d %s; want %d", tt.path, tt.claims, tt.body, got.status, got.body, tt.status)
+		}
+	}
+	for _, bad := range []string{`"utils.exists(x)"`, `"utils.exists(args.auth.a"`, `"utils.exists()"`} {
+		_, err := authz.ParseRules([]byte(`{"services": {"s": {"functions": {"f": {"rule": {"rule": "match", "eval": "==", "f1": ` + bad + `, "f2": true}}}}}}`))
+		if err == nil || !strings.Contains(err.Error(), "services.s.functions.f.rule.f1: bad") {
+			t.Errorf("%s: %v; want an error at f1", bad, err)
+		}
+	}
+}

@@ -17,13 +17,13 @@
 // offline and on a phone. The same data is JSON with ?format=json.
 //
 // Counts come from each instance: a funcmesh service reports the calls its
-// functions ran, their errors, refusals at its concurrency limit and
-// panics in its stats data; a service of another kind (any NATS micro
-// service on the mesh's subjects) reports micro's request and error
-// counts, processing time (from which the average latency is shown) and
-// last error. Funcmesh services report neither processing time nor the
-// last error yet, so their latency shows as "–". Counts start at zero
-// when an instance starts and vanish when it stops.
+// functions ran, their errors, refusals at its concurrency limit, panics
+// and processing time in its stats data ([mesh.EndpointStats]); a service
+// of another kind (any NATS micro service on the mesh's subjects) reports
+// micro's request and error counts, processing time and last error. The
+// average latency shown is the processing time over the calls. Funcmesh
+// services do not report a last error (its text may be private). Counts
+// start at zero when an instance starts and vanish when it stops.
 package dashboard
 
 import (

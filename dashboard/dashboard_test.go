@@ -187,8 +187,8 @@ func TestSnapshot(t *testing.T) {
 		}
 	}
 	ok, boom := function(a, "ok"), function(a, "boom")
-	if ok.Errors != 0 || ok.LatencyKnown {
-		t.Errorf("alpha.ok %+v; want 0 errors, latency unknown (funcmesh services do not report it)", ok)
+	if ok.Errors != 0 || !ok.LatencyKnown || ok.AvgLatency <= 0 {
+		t.Errorf("alpha.ok %+v; want 0 errors and a known latency above 0 (mesh.EndpointStats.ProcessingTime)", ok)
 	}
 	if boom.Calls != 3 {
 		t.Errorf("alpha.boom %+v; want 3 calls", boom)

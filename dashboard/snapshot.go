@@ -132,25 +132,27 @@ func build(prefix string, services []mesh.ServiceInfo, stats map[string]*micro.S
 						f.LastError = ep.LastError
 					}
 					var d mesh.EndpointStats
-					if meshData(ep.Data, &d) {
-						// A funcmesh service runs each call in a goroutine
-						// of its own, so micro's counters see only the
-						// hand-off; its own data has the real counts, and
-						// no latency.
-						f.Calls += d.Calls
-						f.Errors += d.Errors
-						f.Rejected += d.Rejected
-						f.Panics += d.Panics
-						inst.InFlight = d.InFlight
-						continue
-					}
-					f.Calls += int64(ep.NumRequests)
-					f.Errors += int64(ep.NumErrors)
 					l := latency[fn]
 					if l == nil {
 						l = &timeSum{}
 						latency[fn] = l
 					}
+					if meshData(ep.Data, &d) {
+						// A funcmesh service runs each call in a goroutine
+						// of its own, so micro's counters see only the
+						// hand-off; its own data has the real counts and
+						// processing time.
+						f.Calls += d.Calls
+						f.Errors += d.Errors
+						f.Rejected += d.Rejected
+						f.Panics += d.Panics
+						inst.InFlight = d.InFlight
+						l.total += d.ProcessingTime
+						l.n += d.Calls
+						continue
+					}
+					f.Calls += int64(ep.NumRequests)
+					f.Errors += int64(ep.NumErrors)
 					l.total += ep.ProcessingTime
 					l.n += int64(ep.NumRequests)
 				}

@@ -70,6 +70,7 @@ type endpoint struct {
 	handler  Handler
 
 	calls, errors, rejected, panics atomic.Int64
+	processing                      atomic.Int64 // nanoseconds
 }
 
 // NewService starts an instance of the service name on nc. It answers no
@@ -293,6 +294,8 @@ func (s *Service) serve(c *Call) {
 	defer s.active.Add(-1)
 	defer s.metrics.inFlight(s.name, -1)
 	ep.calls.Add(1)
+	start := time.Now()
+	defer func() { ep.processing.Add(int64(time.Since(start))) }()
 
 	c.ctx.init(c, s.base)
 	defer c.ctx.end()
@@ -453,6 +456,8 @@ func (s *Service) endpointStats(e *micro.Endpoint) any {
 		Rejected: ep.rejected.Load(),
 		Panics:   ep.panics.Load(),
 		InFlight: s.active.Load(),
+
+		ProcessingTime: time.Duration(ep.processing.Load()),
 	}
 }
 
@@ -464,6 +469,11 @@ type EndpointStats struct {
 	Rejected int64 `json:"rejected"`  // calls refused with 429 at the concurrency limit
 	Panics   int64 `json:"panics"`    // calls whose function panicked
 	InFlight int64 `json:"in_flight"` // calls the instance is running now, all functions
+
+	// ProcessingTime is the time the function's calls took, from the
+	// start of the function to its reply, summed over Calls (JSON:
+	// nanoseconds, as micro's own processing_time).
+	ProcessingTime time.Duration `json:"processing_time"`
 }
 
 // Stop stops the instance gracefully: it stops taking calls (the endpoint

@@ -26,11 +26,13 @@ type CORSOptions struct {
 	AllowedMethods []string
 
 	// AllowedHeaders are the request headers a page may send; they default
-	// to Authorization, Content-Type, X-Request-Id and Mesh-Timeout-Ms.
+	// to Authorization, Content-Type, X-Request-Id, Mesh-Timeout-Ms, and
+	// Prefer and Idempotency-Key for async calls.
 	AllowedHeaders []string
 
 	// ExposedHeaders are the response headers a page may read; they
-	// default to X-Request-Id.
+	// default to X-Request-Id, and Location, Preference-Applied and
+	// Retry-After for async calls.
 	ExposedHeaders []string
 
 	// AllowCredentials lets pages send cookies and HTTP authentication
@@ -80,8 +82,8 @@ func CORS(opts CORSOptions) (func(http.Handler) http.Handler, error) {
 	co := cors.Options{
 		AllowedOrigins:   opts.AllowedOrigins,
 		AllowedMethods:   orDefault(opts.AllowedMethods, http.MethodPost, http.MethodGet, http.MethodOptions),
-		AllowedHeaders:   orDefault(opts.AllowedHeaders, "Authorization", "Content-Type", transport.RequestIDHeader, transport.TimeoutHeader),
-		ExposedHeaders:   orDefault(opts.ExposedHeaders, transport.RequestIDHeader),
+		AllowedHeaders:   orDefault(opts.AllowedHeaders, "Authorization", "Content-Type", transport.RequestIDHeader, transport.TimeoutHeader, "Prefer", "Idempotency-Key"),
+		ExposedHeaders:   orDefault(opts.ExposedHeaders, transport.RequestIDHeader, "Location", "Preference-Applied", "Retry-After"),
 		AllowCredentials: opts.AllowCredentials,
 	}
 	switch {

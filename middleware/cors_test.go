@@ -98,7 +98,7 @@ func TestCORSActualRequest(t *testing.T) {
 			t.Errorf("origin %q: Allow-Origin %q; want %q", tt.origin, got, want)
 		}
 		if tt.allowed {
-			if hdr.Get("Access-Control-Allow-Credentials") != "true" || hdr.Get("Access-Control-Expose-Headers") != "X-Request-Id" {
+			if hdr.Get("Access-Control-Allow-Credentials") != "true" || hdr.Get("Access-Control-Expose-Headers") != "X-Request-Id, Location, Preference-Applied, Retry-After" {
 				t.Errorf("origin %q: headers %v", tt.origin, hdr)
 			}
 		}
