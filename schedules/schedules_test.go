@@ -311,3 +311,45 @@ func TestFile(t *testing.T) {
 		t.Fatalf("after the second load: %+v %v; want only b, daily", list, err)
 	}
 }
+
+// TestOverlapSkip: with overlap "skip", a tick due while the previous run
+// goes on is skipped, so runs never overlap.
+func TestOverlapSkip(t *testing.T) {
+	t.Parallel()
+	e := setup(t, tasks.Options{Default: tasks.Retry{Timeout: 10 * time.Second}})
+	var running, maxRunning, runs atomicInt
+	runFn(t, e.b, "jobs", "slow", func(ctx context.Context, c *mesh.Call) ([]byte, error) {
+		n := running.add(1)
+		maxRunning.max(n)
+		runs.add(1)
+		time.Sleep(2500 * time.Millisecond)
+		running.add(-1)
+		return nil, nil
+	})
+	if err := e.sc.Put(context.Background(), schedules.Schedule{Name: "slow", Spec: "* * * * * *", Service: "jobs", Function: "slow", Overlap: "skip"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second) // ticks every second against a 2.5 s run
+	_ = e.sc.Delete(context.Background(), "slow")
+	if m := maxRunning.get(); m != 1 {
+		t.Errorf("%d runs at once; want 1 (overlap skip)", m)
+	}
+	if n := runs.get(); n < 1 || n > 3 {
+		t.Errorf("%d runs in 5 s of ticks every second, each 2.5 s; want 1 to 3", n)
+	}
+}
+
+type atomicInt struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (a *atomicInt) add(d int) int { a.mu.Lock(); defer a.mu.Unlock(); a.n += d; return a.n }
+func (a *atomicInt) get() int      { a.mu.Lock(); defer a.mu.Unlock(); return a.n }
+func (a *atomicInt) max(v int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if v > a.n {
+		a.n = v
+	}
+}

@@ -290,7 +290,7 @@ func (r *runner) attempt(msg jetstream.Msg) {
 		r.fail(ctx, msg, tk, st, transport.NewError(transport.CodePermissionDenied, reason))
 		return
 	}
-	if schedule := msg.Headers().Get(hSchedule); schedule != "" && msg.Headers().Get("Nats-Scheduler") != "" && tk.template == "" {
+	if schedule := tk.schedule; schedule != "" && msg.Headers().Get("Nats-Scheduler") != "" && tk.template == "" {
 		// A tick of a schedule: a task of its own, named by the stream
 		// sequence JetStream stored it at.
 		tk.template, tk.id = tk.id, tickID(tk.id, md.Sequence.Stream)
@@ -510,7 +510,7 @@ func (r *runner) tick(ctx context.Context, msg jetstream.Msg, tk *task, st *Stat
 			return false
 		}
 	}
-	if msg.Headers().Get(hOverlap) == "skip" {
+	if tk.overlap == "skip" {
 		if e, err := t.status.Get(ctx, key); err == nil && string(e.Value()) != tk.id {
 			if prev, _, err := t.loadStatus(ctx, string(e.Value())); err == nil && !prev.State.Final() {
 				// The previous run goes on: this tick is skipped.

@@ -223,13 +223,11 @@ func (t *Tasks) ScheduleMessage(ctx context.Context, sc ScheduledCall) (*nats.Ms
 		retry:       sc.Retry.or(t.retry(sc.Service, sc.Function)),
 		enqueued:    time.UnixMilli(time.Now().UnixMilli()),
 		expires:     time.UnixMilli(sc.SignedTo.UnixMilli()),
+		schedule:    sc.Name,
+		overlap:     sc.Overlap,
 	}
 	tk.sign(t.opts.Signer)
 	h := tk.header()
-	h.Set(hSchedule, sc.Name)
-	if sc.Overlap != "" {
-		h.Set(hOverlap, sc.Overlap)
-	}
 	h.Set("Nats-Schedule-Target", tk.subject())
 	h.Set("Nats-TTL", "never")
 	return &nats.Msg{Header: h, Data: tk.params}, nil

@@ -130,6 +130,8 @@ type task struct {
 	expires     time.Time
 	extra       nats.Header // passed to the function
 	template    string      // a tick: the schedule's task ID, which the signature binds
+	schedule    string      // the schedule a schedule message is of (signed: the policy sees it)
+	overlap     string
 }
 
 func formatRetry(r Retry) string {
@@ -168,6 +170,8 @@ func (t *task) binding() string {
 	field(formatRetry(t.retry))
 	field(strconv.FormatInt(t.enqueued.UnixMilli(), 10))
 	field(t.requestID)
+	field(t.schedule)
+	field(t.overlap)
 	keys := make([]string, 0, len(t.extra))
 	for k := range t.extra {
 		keys = append(keys, k)
@@ -215,6 +219,12 @@ func (t *task) header() nats.Header {
 	if t.template != "" {
 		h[hTickOf] = []string{t.template}
 	}
+	if t.schedule != "" {
+		h[hSchedule] = []string{t.schedule}
+	}
+	if t.overlap != "" {
+		h[hOverlap] = []string{t.overlap}
+	}
 	if t.contentType != "" {
 		h[transport.HeaderContentType] = []string{t.contentType}
 	}
@@ -225,9 +235,6 @@ func (t *task) header() nats.Header {
 // to the function.
 func extraHeader(name string) bool {
 	l := strings.ToLower(name)
-	if l == "fm-schedule" {
-		return false
-	}
 	return !strings.HasPrefix(l, "fm-") && !strings.HasPrefix(l, "nats-") &&
 		!strings.HasPrefix(l, "mesh-") && l != "content-type"
 }
@@ -246,6 +253,7 @@ func decodeTask(subject string, h nats.Header, data []byte) (*task, error) {
 		return nil, err
 	}
 	t.claims, t.sig, t.requestID = h.Get(hClaims), h.Get(hSig), h.Get(hRequest)
+	t.schedule, t.overlap = h.Get(hSchedule), h.Get(hOverlap)
 	if tpl := h.Get(hTickOf); tpl != "" {
 		if !ValidID(tpl) {
 			return nil, errors.New("malformed tick header")

@@ -213,6 +213,8 @@ func TestTamperedTaskRefused(t *testing.T) {
 		},
 		"params": func(h nats.Header) []byte { return []byte(`{"all":true}`) },
 		"retry":  func(h nats.Header) []byte { h.Set("Fm-Retry", "99,30000,1000,60000"); return m.Data },
+		// The schedule name is who the policy sees as the caller.
+		"schedule": func(h nats.Header) []byte { h.Set("Fm-Schedule", "trusted-job"); return m.Data },
 	} {
 		h := nats.Header{}
 		for k, v := range m.Header {
