@@ -12,8 +12,10 @@ package reqctx
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 
 	"github.com/funcmesh/funcmesh/transport"
+	"github.com/nats-io/nuid"
 )
 
 // MaxRequestIDLen is the longest request ID accepted anywhere: from an
@@ -137,4 +139,21 @@ func WithCaller(ctx context.Context, c transport.Caller) context.Context {
 func Caller(ctx context.Context) (transport.Caller, bool) {
 	c, ok := ctx.Value(callerKey{}).(transport.Caller)
 	return c, ok
+}
+
+// EnsureRequestID returns ctx with a request ID for a handler that may run
+// without the RequestID middleware in front of it: the ID ctx has; else
+// the X-Request-Id an earlier handler set on the response header h, when
+// valid; else a new one (a NATS NUID), which it also sets on h, so every
+// error body and log line of the request carries the same ID.
+func EnsureRequestID(ctx context.Context, h http.Header) context.Context {
+	if _, ok := RequestID(ctx); ok {
+		return ctx
+	}
+	id := h.Get(transport.RequestIDHeader)
+	if !ValidRequestID(id) {
+		id = nuid.Next()
+		h.Set(transport.RequestIDHeader, id)
+	}
+	return WithRequestID(ctx, id)
 }
