@@ -204,6 +204,7 @@ func (a *Authorizer) decide(ctx context.Context, p *policy, in *Input, cp *callP
 	if a.hook() != nil {
 		start = time.Now()
 	}
+	ctx = a.policyContext(ctx, in)
 	d, err := a.evaluate(ctx, p, in, cp, params, have)
 	if check := differential; check != nil && p != nil && !errors.Is(err, errBusy) {
 		sd, serr := p.slowDecide(ctx, in)

@@ -119,18 +119,55 @@
 //	    "default": {"rule": {"rule": "deny"}}}},
 //	  "default": {"functions": {"default": {"rule": {"rule": "allow"}}}}}}
 //
-// Rule kinds: allow, deny, authenticated (the caller has claims), match
-// (f1 eval f2, see [Rule]; eval also in and notIn, over an array literal
-// or a reference; an operand may be utils.exists(args.<path>)), and and
-// or over clauses of any kind, nested. A function's rule may carry an
-// error, the message of its denials. Space Cloud's per-service form,
-// {"functions": {...}}, loads with [ServiceRulesJSON] and [RulesDir].
-// The rule for service s, function f is the first of
+// Rule kinds, Space Cloud's (see [Rule] for each in full): allow, deny,
+// authenticated (the caller has claims), match (f1 eval f2, with eval
+// one of == != < <= > >= in notIn, type string, number, bool or date,
+// and operands that are literals, arrays for in, args.auth.<path>,
+// args.params.<path>, args.token or utils.exists(<reference>)), and and
+// or over clauses of any kind, nested; func (ask a function of the mesh,
+// through [WithCall]) and webhook (ask a URL, through OPA's http.send),
+// each allowing on {"ack": true}; and error on any rule, the message of a
+// denial it causes. The rule for service s, function f is the first of
 // services.s.functions.f, services.s.functions.default,
 // services.default.functions.f and services.default.functions.default;
 // with none, the call is denied. A denial answers 403, or 401 when the
-// caller is anonymous and the rule refers to claims (authenticated or
-// args.auth), since signing in might help.
+// caller is anonymous and the rule refers to claims (authenticated,
+// args.auth or args.token), since signing in might help.
+//
+// A service's config may also come on its own, in the form Space Cloud
+// wrote it ({"functions": …}): [ServiceRulesJSON], or a directory of
+// <service>.json files, [RulesDir].
+//
+// Where the kinds mean something else than in Space Cloud (from its
+// source, v0.12 for func and v0.21 for the others):
+//
+//   - func sends {"service", "function", "params", "auth", "token"} and the
+//     caller's claims; Space Cloud sent {"params"} and the claims. Both
+//     allow on {"ack": true} only and wait at most 5 seconds. Space Cloud
+//     called without a guard; here a function the policy asks cannot
+//     make the policy ask it again for the same call ([WithCall]).
+//   - webhook needs {"ack": true} with a 2xx status (Space Cloud took any
+//     JSON with a 2xx), https or loopback http, follows no redirect, and
+//     has a 5 second bound (Space Cloud's later versions had none of
+//     their own).
+//   - in and notIn are false when f1 (or a reference in the list) has no
+//     value of the type, or f2 is no array; Space Cloud's notIn allowed
+//     when a reference to the list held no array. They compare any type
+//     but date; Space Cloud's compared strings and numbers.
+//   - date takes RFC 3339 date-times and 2006-01-02, as Space Cloud did,
+//     between the years 1678 and 2261 (OPA's nanosecond time); a string
+//     that is no such date makes the match false, where Space Cloud
+//     failed the rule, which also denied.
+//   - utils.exists(x) is true when x has a value, null included, as in
+//     Space Cloud; references go through objects only, where Space Cloud
+//     also indexed arrays (args.params.list.0).
+//   - error is the message of the outermost rule with one on the way to
+//     the clause that denied (the first failing clause of an and, the
+//     last of an or), as Space Cloud's chain of formatError gave it.
+//
+// Space Cloud's query, force, remove, encrypt, decrypt and hash rules
+// (database and response rules), and webhook's claims, requestTemplate
+// and store, are refused at load as unknown.
 //
 // [ParseRules] and [RuleConfig.Validate] reject a config with anything
 // unknown or wrong, each error naming its place:

@@ -76,6 +76,7 @@ type keyPath []string
 var unknowns = []*ast.Term{
 	ast.MustParseTerm("input.params"), ast.MustParseTerm("input.auth"),
 	ast.MustParseTerm("input.caller"), ast.MustParseTerm("input.http"),
+	ast.MustParseTerm("input.token"),
 }
 
 const (

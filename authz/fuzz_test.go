@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -28,6 +30,11 @@ func FuzzRules(f *testing.F) {
 		`{"services": {"default": {"functions": {"x": {"rule": {"rule": "match", "eval": ">", "f1": "args.params.n", "f2": -1.5e3}}}}}}`,
 		`{"services": {"a": {"functions": {"b": {"rule": {"rule": "match", "eval": "=~"}}}}}}`,
 		`{"services": {"a": []}}`,
+		strings.ReplaceAll(allKindsRules, "https://hooks.example.com/check", "http://127.0.0.1:1/check"),
+		`{"services": {"a": {"functions": {"b": {"rule": {"rule": "match", "eval": "notIn", "f1": "utils.exists(args.token)", "f2": [false, "args.params.public"]}}}}}}`,
+		`{"services": {"a": {"functions": {"b": {"rule": {"rule": "match", "eval": "<=", "type": "date", "f1": "args.params.at", "f2": "2026-02-29"}}}}}}`,
+		`{"services": {"a": {"functions": {"b": {"rule": {"rule": "webhook", "url": "http://[::1]:1/x", "error": "no"}}}}}}`,
+		`{"functions": {"func1": {"rule": {"rule": "allow"}}}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -43,7 +50,7 @@ func FuzzRules(f *testing.F) {
 		if err != nil {
 			t.Fatalf("a config that parsed does not compile to Rego: %v", err)
 		}
-		a, err := authz.New(context.Background(), authz.Rules(cfg))
+		a, err := authz.New(context.Background(), authz.Rules(cfg), authz.WithCall(fuzzCall))
 		if err != nil {
 			t.Fatalf("a valid config does not load: %v\n%s", err, src)
 		}
@@ -60,13 +67,16 @@ func FuzzRules(f *testing.F) {
 		}
 		auths := []map[string]any{nil, {"sub": "u", "role": "admin", "x": 1.5, "level": 3},
 			{"sub": "u", "role": map[string]any{"name": "admin"}, "x": json.Number("1.50"), "level": "3", "a": map[string]any{"b": []any{"c"}}}}
-		params := []string{`null`, `{"amount": 5, "public": true, "code": "007", "n": 0, "y": 1.5, "x": "a"}`,
-			`{"amount": 5.0, "public": "true", "code": 7, "n": -0, "y": 15e-1, "x": 1.5, "a": {"b": ["c"]}, "role": "admin"}`}
+		params := []string{`null`, `{"amount": 5, "public": true, "code": "007", "n": 0, "y": 1.5, "x": "a", "at": "2026-02-28T23:00:00-02:00"}`,
+			`{"amount": 5.0, "public": "true", "code": 7, "n": -0, "y": 15e-1, "x": 1.5, "a": {"b": ["c"]}, "role": "admin", "at": "2026-02-28", "members": ["u", 1]}`}
 		for _, s := range services[:min(len(services), 3)] {
 			for _, fn := range functions[:min(len(functions), 4)] {
 				for _, auth := range auths {
 					for _, p := range params {
 						in := authz.Input{Service: s, Function: fn, Auth: auth, Params: json.RawMessage(p)}
+						if auth != nil {
+							in.Token = "t0k3n"
+						}
 						got, err := a.Authorize(context.Background(), in)
 						if err != nil {
 							t.Fatalf("%s.%s: %v", s, fn, err)
@@ -91,11 +101,16 @@ func fullDecision(t *testing.T, pq rego.PreparedEvalQuery, in authz.Input, param
 	if in.Auth != nil {
 		auth = in.Auth
 	}
-	input, err := ast.InterfaceToValue(map[string]any{"service": in.Service, "function": in.Function, "auth": auth, "params": pv})
+	doc := map[string]any{"service": in.Service, "function": in.Function, "auth": auth, "params": pv}
+	if in.Token != "" {
+		doc["token"] = in.Token
+	}
+	input, err := ast.InterfaceToValue(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := pq.Eval(context.Background(), rego.EvalParsedInput(input))
+	ctx := authz.PolicyCallContext(context.Background(), fuzzCall, in.Service, in.Function)
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil || len(rs) != 1 {
 		t.Fatalf("evaluating the module: %v, %v", rs, err)
 	}
@@ -197,7 +212,11 @@ func FuzzRuleTrees(f *testing.F) {
 	f.Add([]byte{3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
 	f.Add([]byte{4, 3, 2, 5, 1, 0, 3, 4, 2, 2, 5, 1, 4, 3, 0, 0, 1})
 	f.Add([]byte("random bytes make random trees"))
-	f.Fuzz(func(t *testing.T, data []byte) {
+	f.Fuzz(fuzzRuleTree)
+}
+
+func fuzzRuleTree(t *testing.T, data []byte) {
+	{
 		src := &byteSource{b: data}
 		cfg := &authz.RuleConfig{Services: map[string]authz.ServiceRules{}}
 		names := []string{"payments", "default", "orders"}
@@ -212,7 +231,7 @@ func FuzzRuleTrees(f *testing.F) {
 		if cfg.Validate() != nil {
 			return // a literal of the wrong type, say: ParseRules' business
 		}
-		a, err := authz.New(context.Background(), authz.Rules(cfg))
+		a, err := authz.New(context.Background(), authz.Rules(cfg), authz.WithCall(fuzzCall))
 		if err != nil {
 			t.Fatalf("a valid config does not load: %v", err)
 		}
@@ -227,15 +246,19 @@ func FuzzRuleTrees(f *testing.F) {
 		}
 		auths := []map[string]any{nil, {}, {"role": "admin", "level": 3}, {"role": "user", "level": "3"},
 			{"role": nil, "level": 3.0, "amount": json.Number("5.0"), "team": map[string]any{"name": "core", "list": []any{1.0, "a"}}, "list": []any{1.0, "a"}},
-			{"role": true, "level": json.Number("1e2"), "code": -0.0, "team": "core", "public": false}}
+			{"role": true, "level": json.Number("1e2"), "code": -0.0, "team": "core", "public": false, "at": "2026-11-30"}}
 		params := []string{`null`, `{"amount": 5, "code": "7", "public": true}`, `{"amount": "5", "code": 7, "public": "true", "level": 3}`,
 			`{"amount": 5.0, "code": 7e0, "level": 100, "role": "admin", "team": {"name": "core", "list": [1, "a"]}, "list": [1.0, "a"]}`,
-			`{"amount": -0, "code": null, "public": false, "level": 1E2, "team": [1], "list": {}}`, `[1, 2]`, `"admin"`}
+			`{"amount": -0, "code": null, "public": false, "level": 1E2, "team": [1], "list": {}}`, `[1, 2]`, `"admin"`,
+			`{"at": "2026-11-30T00:00:00Z", "list": ["admin", "core", 5], "amount": 100, "role": "core"}`}
 		for _, s := range []string{"payments", "orders", "zz"} {
 			for _, fn := range []string{"charge", "list", "zz"} {
 				for _, auth := range auths {
 					for _, p := range params {
 						in := authz.Input{Service: s, Function: fn, Auth: auth, Params: json.RawMessage(p)}
+						if len(auth) > 0 {
+							in.Token = "t0k3n"
+						}
 						got, err := a.Authorize(context.Background(), in)
 						if err != nil {
 							t.Fatalf("%s.%s: %v", s, fn, err)
@@ -247,7 +270,7 @@ func FuzzRuleTrees(f *testing.F) {
 				}
 			}
 		}
-	})
+	}
 }
 
 type byteSource struct {
@@ -263,22 +286,45 @@ func (s *byteSource) next() byte {
 	return s.b[s.i-1]
 }
 
+// genRule makes a rule tree from bytes. Bytes below 0xC0 make the trees
+// they made before the Space Cloud kinds (the corpus keeps its meaning);
+// higher bytes pick the newer kinds, operators, types, operands and
+// error messages.
 func genRule(s *byteSource, depth int) authz.Rule {
 	kinds := []string{authz.KindAllow, authz.KindDeny, authz.KindAuthenticated, authz.KindMatch, authz.KindAnd, authz.KindOr}
 	n := byte(len(kinds))
 	if depth >= 3 {
 		n = 4 // no more nesting
 	}
-	r := authz.Rule{Kind: kinds[s.next()%n]}
+	b := s.next()
+	r := authz.Rule{Kind: kinds[b%n]}
+	switch {
+	case b >= 0xE0:
+		r.Kind = []string{authz.KindFunc, authz.KindWebhook}[b%2]
+	case b >= 0xC0:
+		r.Error = fmt.Sprintf("e%d", b%4)
+	}
 	switch r.Kind {
 	case authz.KindMatch:
-		r.Eval = []string{"==", "!=", "<", "<=", ">", ">="}[s.next()%6]
-		r.Type = []string{"", authz.TypeString, authz.TypeNumber, authz.TypeBool}[s.next()%4]
+		e := s.next()
+		r.Eval = []string{"==", "!=", "<", "<=", ">", ">="}[e%6]
+		if e >= 0xC0 {
+			r.Eval = []string{"in", "notIn"}[e%2]
+		}
+		ty := s.next()
+		r.Type = []string{"", authz.TypeString, authz.TypeNumber, authz.TypeBool}[ty%4]
+		if ty >= 0xC0 {
+			r.Type = authz.TypeDate
+		}
 		r.F1, r.F2 = genOperand(s), genOperand(s)
 	case authz.KindAnd, authz.KindOr:
 		for range 1 + s.next()%3 {
 			r.Clauses = append(r.Clauses, genRule(s, depth+1))
 		}
+	case authz.KindFunc:
+		r.Service, r.Func = "auth", "check"
+	case authz.KindWebhook:
+		r.URL = "http://127.0.0.1:1/check" // refused at once: denies
 	}
 	return r
 }
@@ -289,5 +335,75 @@ func genOperand(s *byteSource) any {
 		"args.auth.team.name", "args.params.team.name", "args.auth.team", "args.params.team", "args.auth.list", "args.params.list",
 		"args.auth.amount", "args.params.role", "args.auth.team.list", "args.params.team.list", "args.auth.public", "args.auth.code",
 		"core", "", 100, 1e2, -0.0, 0, json.Number("5.00"), json.Number("-1.5e3"), "3"}
-	return ops[int(s.next())%len(ops)]
+	newer := []any{"args.token", "t0k3n", "utils.exists(args.params.amount)", "utils.exists(args.auth.role)", "utils.exists(args.token)",
+		"2026-11-30", "2026-11-30T00:00:00Z", "2026-11-29T19:00:00-05:00", "args.params.at", "args.auth.at",
+		[]any{"admin", "core"}, []any{5, 100, json.Number("1e2")}, []any{true}, []any{"args.params.role", "core"}, []any{}}
+	b := s.next()
+	if b >= 0xC0 {
+		return newer[int(b)%len(newer)]
+	}
+	return ops[int(b)%len(ops)]
+}
+
+// fuzzCall answers for auth.check as a function might: ack when the
+// params amount is 5, an error when it is 100, and not JSON for a token.
+func fuzzCall(_ context.Context, service, function string, params []byte) ([]byte, error) {
+	var in struct {
+		Params struct{ Amount any } `json:"params"`
+		Token  any                  `json:"token"`
+	}
+	json.Unmarshal(params, &in)
+	switch {
+	case service != "auth" || function != "check":
+		return nil, errors.New("no such function")
+	case in.Params.Amount == 100.0:
+		return nil, errors.New("refused")
+	case in.Token != nil && in.Params.Amount == nil:
+		return []byte("not json"), nil
+	case in.Params.Amount == 5.0:
+		return []byte(`{"ack": true}`), nil
+	}
+	return []byte(`{"ack": false}`), nil
+}
+
+// FuzzRuleDates holds the two definitions of a date to each other: what
+// the generated module's date_ns accepts (without time.parse_rfc3339_ns
+// ever failing) is what the validator of literals accepts, at the same
+// instant; and whatever Go's RFC 3339 parser makes of a string the
+// module accepts.
+func FuzzRuleDates(f *testing.F) {
+	for _, s := range []string{"2026-11-30", "2026-11-30T12:00:00Z", "2026-11-30T12:00:00.123456789+05:30", "2024-02-29",
+		"2023-02-29", "1677-12-31", "1678-01-01T00:00:00+23:59", "2261-12-31T23:59:59-23:59", "2262-01-01", "2026-13-01",
+		"2026-11-30T24:00:00Z", "2026-11-30t12:00:00z", "2026-11-30T12:00:00", "2026-11-30 12:00:00Z", "", "x", "2026-11-31"} {
+		f.Add(s)
+	}
+	cfg, err := authz.ParseRules([]byte(`{"services": {"a": {"functions": {"b": {"rule": {"rule": "match", "type": "date", "eval": "==", "f1": "args.params.at", "f2": "2026-11-30"}}}}}}`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	src, err := cfg.Rego()
+	if err != nil {
+		f.Fatal(err)
+	}
+	pq, err := rego.New(rego.Query("x := data.funcmesh.rules.date_ns(input.s)"), rego.Module("rules.rego", src), rego.StrictBuiltinErrors(true)).
+		PrepareForEval(context.Background())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		rs, err := pq.Eval(context.Background(), rego.EvalInput(map[string]any{"s": s}))
+		if err != nil {
+			t.Fatalf("%q: date_ns failed: %v", s, err)
+		}
+		want, ok := authz.ParseDate(s)
+		if ok != (len(rs) == 1) {
+			t.Fatalf("%q: the validator says %v, the module %v", s, ok, rs)
+		}
+		if !ok {
+			return
+		}
+		if got := rs[0].Bindings["x"].(json.Number); string(got) != fmt.Sprint(want.UnixNano()) {
+			t.Fatalf("%q: the module says %s, the validator %d", s, got, want.UnixNano())
+		}
+	})
 }

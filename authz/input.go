@@ -19,11 +19,13 @@ import (
 //	  "params":   {"amount": 5},
 //	  "auth":     {"sub": "u1", "role": "admin"},
 //	  "caller":   null,
-//	  "http":     {"method": "POST", "path": "/fn/payments/charge", "headers": {"x-tenant": "t1"}}
+//	  "http":     {"method": "POST", "path": "/fn/payments/charge", "headers": {"x-tenant": "t1"}},
+//	  "token":    "eyJhbGciOi…"
 //	}
 //
 // auth is null for an anonymous caller, caller is null unless a function
-// makes the call, and http is null outside an HTTP request. Only the parts
+// makes the call, http is null outside an HTTP request, and token is
+// absent unless the caller sent a bearer token. Only the parts
 // the loaded policy refers to are built; in particular params is decoded
 // only when the policy refers to input.params.
 type Input struct {
@@ -45,6 +47,11 @@ type Input struct {
 
 	// HTTP describes the HTTP request, nil when there is none.
 	HTTP *HTTPInput
+
+	// Token is the caller's raw bearer token, "" for none (input.token is
+	// then absent). The middleware takes it from the context
+	// ([reqctx.Token]) when the policy reads it.
+	Token string
 }
 
 // HTTPInput is input.http: the method, the URL path and the request
@@ -95,6 +102,9 @@ func (in *Input) value(u inputUses, params any) (ast.Value, error) {
 	}
 	if u.has("http") {
 		m["http"] = in.httpValue()
+	}
+	if u.has("token") && in.Token != "" {
+		m["token"] = in.Token
 	}
 	if u.eager {
 		return ast.InterfaceToValue(m)
@@ -182,6 +192,11 @@ func (in *Input) keyValues(paths []keyPath, params any, buf []any) (_ []any, ok 
 			}
 		case "http":
 			v = in.httpValue()
+		case "token":
+			v = undefined
+			if in.Token != "" {
+				v = in.Token
+			}
 		default:
 			v = undefined
 		}

@@ -71,9 +71,9 @@ func TestRuleKindsErrors(t *testing.T) {
 		{`{"rule": "match", "eval": "==", "f1": "args.auth.role", "f2": ["a"]}`, at + ".f2: an array literal may only be f2 of in or notIn"},
 		{`{"rule": "match", "eval": "in", "f1": ["a"], "f2": "args.auth.roles"}`, at + ".f1: an array literal may only be f2 of in or notIn"},
 		{`{"rule": "match", "eval": "in", "f1": "args.auth.role", "f2": ["a", 1]}`, at + ".f2[1]: number in an array of strings"},
-		{`{"rule": "match", "eval": "in", "f1": "args.auth.role", "f2": ["args.auth.x"]}`, at + ".f2[0]: an array holds literals only"},
+		{`{"rule": "match", "eval": "in", "f1": "args.auth.role", "f2": ["a", "utils.exists(args.auth.x)"]}`, at + ".f2[1]: utils.exists(…) in a list"},
 		{`{"rule": "match", "eval": "in", "type": "number", "f1": "args.auth.n", "f2": ["a"]}`, at + ".f2: string literal"},
-		{`{"rule": "and", "clauses": [{"rule": "allow", "error": "x"}]}`, at + ".clauses[0].error: only the rule of a function may carry an error message"},
+		{`{"rule": "and", "clauses": [{"rule": "allow", "error": "` + strings.Repeat("x", 1025) + `"}]}`, at + ".clauses[0].error: longer than 1024 bytes"},
 		{`{"rule": "allow", "error": 5}`, at + ".error: want a string"},
 	}
 	for _, tt := range tests {
@@ -153,7 +153,8 @@ test_members_anonymous if {
 }
 
 // TestUtilsExists: utils.exists(<reference>) is true when the reference
-// has a value other than null, as an operand compared with a bool.
+// has a value, null included (as Space Cloud's LoadValue found it), as an
+// operand compared with a bool.
 func TestUtilsExists(t *testing.T) {
 	t.Parallel()
 	const rules = `{"services": {"shop": {"functions": {
@@ -167,7 +168,7 @@ func TestUtilsExists(t *testing.T) {
 	}{
 		{"/fn/shop/coupon", ``, `{"coupon": {"code": "X1"}}`, 200},
 		{"/fn/shop/coupon", ``, `{"coupon": {"code": false}}`, 200},
-		{"/fn/shop/coupon", ``, `{"coupon": {"code": null}}`, 403},
+		{"/fn/shop/coupon", ``, `{"coupon": {"code": null}}`, 200},
 		{"/fn/shop/coupon", ``, `{"coupon": "X1"}`, 403},
 		{"/fn/shop/coupon", ``, `{}`, 403},
 		{"/fn/shop/nosub", `{"name": "a"}`, `{}`, 200},

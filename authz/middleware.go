@@ -65,6 +65,9 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 			if c, ok := reqctx.Caller(ctx); ok {
 				in.Caller = &c
 			}
+			if cp.uses.has("token") {
+				in.Token, _ = reqctx.Token(ctx)
+			}
 			if cp.params != nil {
 				data, err := readBody(r, cfg.maxBody)
 				if err != nil {

@@ -48,6 +48,7 @@ type config struct {
 	headers      []string // lower case
 	maxBody      int64
 	maxDecoding  int
+	call         *policyCalls // WithCall
 	errs         []error
 }
 

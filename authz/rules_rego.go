@@ -27,8 +27,9 @@ const (
 // trees are unrolled), each preceded by a comment naming its path in the
 // config. A denial has status 401 when the caller is anonymous and the
 // entry's rule refers to the claims (an authenticated rule or an args.auth
-// reference), 403 otherwise. The module is the config's meaning and what
-// the [Authorizer] evaluates; save it to read it or to test it with opa
+// reference), 403 otherwise. The module is the config's meaning: the
+// [Authorizer] decides a config natively with the same semantics (its
+// tests check the two agree); save it to read it or to test it with opa
 // test.
 func (c *RuleConfig) Rego() (string, error) {
 	if err := c.Validate(); err != nil {
@@ -85,6 +86,7 @@ func (g *regoGen) module(c *RuleConfig) {
 	g.p("# Change the rule config instead; test this module with opa test.")
 	g.p("package %s", RulesPackage)
 	g.p("")
+	f := features(es)
 	g.p("# decision is the answer for the call in input.")
 	g.p("default decision := %s", denyDecision(403, rulesDenyReason))
 	g.p("")
@@ -113,14 +115,7 @@ func (g *regoGen) module(c *RuleConfig) {
 	g.p("\tentry in needs_auth")
 	g.p("}")
 	g.p("")
-	g.p("# messages holds the error messages the entries' rules carry.")
-	var msgs []string
-	for _, e := range es {
-		if e.rule.Error != "" {
-			msgs = append(msgs, fmt.Sprintf("%s: %s", quote(e.key), quote(e.rule.Error)))
-		}
-	}
-	g.p("messages := {%s}", strings.Join(msgs, ", "))
+	g.messages(es)
 	g.p("")
 	g.p("# anonymous is true when the caller presented no claims.")
 	g.p("anonymous if not is_object(input.auth)")
@@ -177,6 +172,12 @@ func (g *regoGen) module(c *RuleConfig) {
 	for _, e := range es {
 		g.node(e.path+".rule", e.id, e.rule)
 	}
+	if f.calls {
+		g.callInput(f.webhooks)
+	}
+	if f.dates {
+		regoDates(g)
+	}
 }
 
 func (g *regoGen) entriesTable(es []configEntry) {
@@ -205,54 +206,11 @@ func (g *regoGen) node(path, id string, r *Rule) {
 	case KindAuthenticated:
 		g.p("%s if is_object(input.auth)", id)
 	case KindMatch:
-		m, _ := r.match() // validated
-		f1, f2 := m.f1.rego(), m.f2.rego()
-		if m.f1.exists {
-			f1 = id + "_f1"
-		}
-		if m.f2.exists {
-			f2 = id + "_f2"
-		}
-		defer func() {
-			// utils.exists(<ref>): true when the reference has a value
-			// other than null.
-			for _, o := range []struct {
-				name string
-				op   operand
-			}{{f1, m.f1}, {f2, m.f2}} {
-				if o.op.exists {
-					g.p("")
-					g.p("# %s: %s", path, o.op.config())
-					g.p("default %s := false", o.name)
-					g.p("%s if %s != null", o.name, o.op.rego())
-				}
-			}
-		}()
-		g.p("%s if {", id)
-		if m.op == "in" || m.op == "notIn" {
-			// Bound first, so that a missing reference fails the rule
-			// rather than making notIn true.
-			g.p("\tx := %s", f1)
-			g.p("\txs := %s", f2)
-			g.p("\tis_array(xs)")
-			if m.typ != "" {
-				g.p("\t%s(x)", typeCheck[m.typ])
-			}
-			if m.op == "in" {
-				g.p("\tx in xs")
-			} else {
-				g.p("\tnot x in xs")
-			}
-			g.p("}")
-			break
-		}
-		for _, o := range []operand{m.f1, m.f2} {
-			if o.root != "" && !o.exists && m.typ != "" {
-				g.p("\t%s(%s)", typeCheck[m.typ], o.rego())
-			}
-		}
-		g.p("\t%s %s %s", f1, m.op, f2)
-		g.p("}")
+		g.match(id, r)
+	case KindFunc:
+		g.p("%s if funcmesh.call(%s, %s, call_input).ack == true", id, quote(r.Service), quote(r.Func))
+	case KindWebhook:
+		g.webhook(id, r)
 	case KindAnd:
 		g.p("%s if {", id)
 		for i := range r.Clauses {
@@ -264,16 +222,233 @@ func (g *regoGen) node(path, id string, r *Rule) {
 			g.p("%s if %s_%d", id, id, i)
 		}
 	}
+	if hasError(r) {
+		g.nodeError(id, r)
+	}
 	for i := range r.Clauses {
 		g.node(fmt.Sprintf("%s.clauses[%d]", path, i), fmt.Sprintf("%s_%d", id, i), &r.Clauses[i])
 	}
 }
 
-var typeCheck = map[string]string{TypeString: "is_string", TypeNumber: "is_number", TypeBool: "is_boolean"}
+// match writes the rule for a match node: a type check (or, for notIn,
+// a check that the value exists) of each reference, then the comparison;
+// and a rule for each utils.exists operand.
+func (g *regoGen) match(id string, r *Rule) {
+	m, _ := r.match() // validated
+	member := m.op == "in" || m.op == "notIn"
+	g.p("%s if {", id)
+	for _, o := range m.refs() {
+		switch {
+		case m.typ != "":
+			g.p("\t%s(%s)", typeCheck[m.typ], o.rego())
+		case m.op == "notIn":
+			// not x in xs would hold if x, or xs, had no value.
+			g.p("\t_ = %s", o.rego())
+		}
+	}
+	f1, f2 := g.term(id, 1, m.f1), g.term(id, 2, m.f2)
+	switch {
+	case member && m.f2.ref():
+		g.p("\tis_array(%s)", f2)
+	}
+	switch {
+	case m.op == "in":
+		g.p("\t%s in %s", f1, f2)
+	case m.op == "notIn":
+		g.p("\tnot %s in %s", f1, f2)
+	case m.typ == TypeDate:
+		g.p("\tdate_ns(%s) %s date_ns(%s)", f1, m.op, f2)
+	default:
+		g.p("\t%s %s %s", f1, m.op, f2)
+	}
+	g.p("}")
+	for i, o := range []operand{m.f1, m.f2} {
+		if o.exists {
+			g.p("")
+			g.p("%s_f%d := true if {", id, i+1)
+			g.p("\t_ = %s", operand{root: o.root, path: o.path}.rego())
+			g.p("} else := false")
+		}
+	}
+}
+
+// term is the Rego term for operand number n (1 or 2) of the match rule
+// id.
+func (g *regoGen) term(id string, n int, o operand) string {
+	switch {
+	case o.exists:
+		return fmt.Sprintf("%s_f%d", id, n)
+	case o.isList:
+		elems := make([]string, len(o.list))
+		for i, e := range o.list {
+			elems[i] = e.rego()
+		}
+		return "[" + strings.Join(elems, ", ") + "]"
+	}
+	return o.rego()
+}
+
+// webhookTimeout bounds a webhook rule's request, as Space Cloud's
+// five seconds did; the call's deadline, when sooner, bounds it too.
+const webhookTimeout = "5s"
+
+// webhook writes the rule for a webhook node: http.send, with errors as
+// a response (raise_error false) so that a failure denies rather than
+// fails the decision, no redirects followed, the body decoded as JSON
+// whatever its type (null when it is not JSON).
+func (g *regoGen) webhook(id string, r *Rule) {
+	g.p("%s if {", id)
+	g.p("\tresponse := http.send({")
+	g.p("\t\t\"method\": \"POST\",")
+	g.p("\t\t\"url\": %s,", quote(r.URL))
+	g.p("\t\t\"body\": call_input,")
+	g.p("\t\t\"headers\": webhook_headers,")
+	g.p("\t\t\"timeout\": %q,", webhookTimeout)
+	g.p("\t\t\"raise_error\": false,")
+	g.p("\t\t\"enable_redirect\": false,")
+	g.p("\t\t\"force_json_decode\": true,")
+	g.p("\t})")
+	g.p("\tresponse.status_code >= 200")
+	g.p("\tresponse.status_code < 300")
+	g.p("\tresponse.body.ack == true")
+	g.p("}")
+}
+
+// callInput writes what func and webhook rules send.
+func (g *regoGen) callInput(webhooks bool) {
+	g.p("")
+	g.p("# call_input is what func and webhook rules send: the call, with null")
+	g.p("# for what it does not have.")
+	g.p("call_input := {")
+	g.p("\t\"service\": input.service,")
+	g.p("\t\"function\": input.function,")
+	g.p("\t\"params\": call_params,")
+	g.p("\t\"auth\": call_auth,")
+	g.p("\t\"token\": call_token,")
+	g.p("}")
+	for _, k := range []string{"params", "auth", "token"} {
+		g.p("")
+		g.p("default call_%s := null", k)
+		g.p("")
+		g.p("call_%s := input.%s", k, k)
+	}
+	if !webhooks {
+		return
+	}
+	g.p("")
+	g.p("# webhook_headers pass the caller's token on, as Space Cloud did.")
+	g.p("webhook_headers := {\"content-type\": \"application/json\", \"authorization\": concat(\" \", [\"Bearer\", input.token])} if {")
+	g.p("\tis_string(input.token)")
+	g.p("} else := {\"content-type\": \"application/json\"}")
+}
+
+// messages writes the messages the entries' rules give their denials:
+// a table when each is an entry rule's own error, and one rule per entry
+// when some come from clauses.
+func (g *regoGen) messages(es []configEntry) {
+	g.p("# messages holds the error messages the entries' rules carry.")
+	clauses := slices.ContainsFunc(es, func(e configEntry) bool { return e.rule.Error == "" && hasError(e.rule) })
+	if !clauses {
+		var msgs []string
+		for _, e := range es {
+			if e.rule.Error != "" {
+				msgs = append(msgs, fmt.Sprintf("%s: %s", quote(e.key), quote(e.rule.Error)))
+			}
+		}
+		g.p("messages := {%s}", strings.Join(msgs, ", "))
+		return
+	}
+	g.p("# A message from a clause holds when the rule denied because of it.")
+	for i, e := range es {
+		if !hasError(e.rule) {
+			continue
+		}
+		if i > 0 {
+			g.p("")
+		}
+		g.p("messages[%s] := %s_error", quote(e.key), e.id)
+	}
+}
+
+// nodeError writes <id>_error, the message node id gives when it denies:
+// its own error; else for and, that of the first clause that denies; for
+// or, that of the last clause, as Space Cloud's chain of formatError
+// did. It is undefined when that clause gives none. No else: each
+// definition holds alone, so that partial evaluation inlines them.
+func (g *regoGen) nodeError(id string, r *Rule) {
+	switch {
+	case r.Error != "":
+		g.p("")
+		g.p("%s_error := %s", id, quote(r.Error))
+	case r.Kind == KindAnd:
+		for i := range r.Clauses {
+			if !hasError(&r.Clauses[i]) {
+				continue
+			}
+			g.p("")
+			g.p("%s_error := %s_%d_error if {", id, id, i)
+			for j := range i {
+				g.p("\t%s_%d", id, j)
+			}
+			g.p("\tnot %s_%d", id, i)
+			g.p("}")
+		}
+	case r.Kind == KindOr:
+		if last := len(r.Clauses) - 1; hasError(&r.Clauses[last]) {
+			g.p("")
+			g.p("%s_error := %s_%d_error", id, id, last)
+		}
+	}
+}
+
+// hasError reports whether a rule tree may give a denial a message: it
+// has an error itself, or is an and with a clause that may, or an or
+// whose last clause may.
+func hasError(r *Rule) bool {
+	switch {
+	case r.Error != "":
+		return true
+	case r.Kind == KindAnd:
+		return slices.ContainsFunc(r.Clauses, func(c Rule) bool { return hasError(&c) })
+	case r.Kind == KindOr && len(r.Clauses) > 0:
+		return hasError(&r.Clauses[len(r.Clauses)-1])
+	}
+	return false
+}
+
+// moduleFeatures says which parts of the module a config needs.
+type moduleFeatures struct {
+	calls, webhooks, dates bool
+}
+
+func features(es []configEntry) moduleFeatures {
+	var f moduleFeatures
+	var walk func(r *Rule)
+	walk = func(r *Rule) {
+		f.calls = f.calls || r.Kind == KindFunc || r.Kind == KindWebhook
+		f.webhooks = f.webhooks || r.Kind == KindWebhook
+		f.dates = f.dates || r.Kind == KindMatch && r.Type == TypeDate
+		for i := range r.Clauses {
+			walk(&r.Clauses[i])
+		}
+	}
+	for _, e := range es {
+		walk(e.rule)
+	}
+	return f
+}
+
+var typeCheck = map[string]string{TypeString: "is_string", TypeNumber: "is_number", TypeBool: "is_boolean", TypeDate: "is_string"}
 
 // describe is the one-line summary of a node in the comment above its rule.
 func describe(r *Rule) string {
-	if r.Kind != KindMatch {
+	switch r.Kind {
+	case KindFunc:
+		return fmt.Sprintf("func %s.%s", r.Service, r.Func)
+	case KindWebhook:
+		return "webhook " + oneLine(r.URL)
+	case KindMatch:
+	default:
 		return r.Kind
 	}
 	m, _ := r.match()
@@ -284,10 +459,18 @@ func describe(r *Rule) string {
 	return s
 }
 
+// oneLine keeps line breaks out of a comment, which ends at the line's end.
+func oneLine(s string) string {
+	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
+}
+
 // rego is the Rego term for the operand.
 func (o operand) rego() string {
 	if o.root == "" {
 		return literal(o.lit)
+	}
+	if o.root == "token" {
+		return "input.token"
 	}
 	var b strings.Builder
 	b.WriteString("input.")
@@ -307,25 +490,29 @@ func (o operand) rego() string {
 
 // config is the operand as written in the config, for comments.
 func (o operand) config() string {
-	if o.root == "" {
-		return literal(o.lit)
+	switch {
+	case o.isList:
+		elems := make([]string, len(o.list))
+		for i, e := range o.list {
+			elems[i] = e.config()
+		}
+		return "[" + strings.Join(elems, ", ") + "]"
+	case o.root == "":
+		return oneLine(literal(o.lit))
 	}
-	// A comment ends at the line's end; keep a key's newlines out of it.
-	s := "args." + o.root + "." + strings.Join(o.path, ".")
+	s := "args." + o.root
+	if len(o.path) > 0 {
+		s += "." + strings.Join(o.path, ".")
+	}
 	if o.exists {
 		s = "utils.exists(" + s + ")"
 	}
-	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
+	// A comment ends at the line's end; keep a key's newlines out of it.
+	return oneLine(s)
 }
 
 func literal(v any) string {
 	switch x := v.(type) {
-	case []any:
-		parts := make([]string, len(x))
-		for i, e := range x {
-			parts[i] = literal(e)
-		}
-		return "[" + strings.Join(parts, ", ") + "]"
 	case string:
 		return quote(x)
 	case json.Number:
@@ -361,7 +548,12 @@ func refersToAuth(r *Rule) bool {
 		return true
 	case KindMatch:
 		m, _ := r.match()
-		return m.f1.root == "auth" || m.f2.root == "auth"
+		for _, o := range append([]operand{m.f1, m.f2}, m.f2.list...) {
+			if o.root == "auth" || o.root == "token" {
+				return true
+			}
+		}
+		return false
 	}
 	return slices.ContainsFunc(r.Clauses, func(c Rule) bool { return refersToAuth(&c) })
 }

@@ -297,7 +297,7 @@ func TestRulesFromGo(t *testing.T) {
 		"c": {Rule: authz.Rule{Kind: authz.KindMatch, Eval: "==", F1: "args.params.x", F2: nanValue()}},
 	}}}}
 	err := bad.Validate()
-	if err == nil || !strings.Contains(err.Error(), "services.a.functions.b.rule.f2: want a string, a number or a bool, got []int") ||
+	if err == nil || !strings.Contains(err.Error(), "services.a.functions.b.rule.f2: an array literal may only be f2 of in or notIn") ||
 		!strings.Contains(err.Error(), "services.a.functions.c.rule.f2: bad number NaN") {
 		t.Errorf("Validate = %v", err)
 	}

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 
 	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
@@ -117,18 +116,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.Client == nil {
 		panic("mesh: Gateway.Client is nil")
 	}
-	ctx := r.Context()
-	if _, ok := reqctx.RequestID(ctx); !ok {
-		// Without the request ID middleware the gateway names the call
-		// itself, first, so that every error body carries the ID and
-		// agrees with the service's logs.
-		id := w.Header().Get(transport.RequestIDHeader)
-		if id == "" {
-			id = nuid.Next()
-			w.Header().Set(transport.RequestIDHeader, id)
-		}
-		ctx = reqctx.WithRequestID(ctx, id)
-	}
+	// Without the request ID middleware the gateway names the call
+	// itself, first, so that every error body carries the ID and agrees
+	// with the service's logs.
+	ctx := reqctx.EnsureRequestID(r.Context(), w.Header())
 	if r.Method != http.MethodPost {
 		// Mounted on a pattern without a method (as CORS needs), a GET
 		// from a link or an image tag must not make the call.

@@ -421,7 +421,7 @@ func JWT(v *JWTVerifier) func(http.Handler) http.Handler {
 				transport.WriteHTTPError(w, transport.NewError(transport.CodeUnauthenticated, "invalid token"))
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(reqctx.WithClaims(r.Context(), claims, raw)))
+			next.ServeHTTP(w, r.WithContext(reqctx.WithTokenClaims(r.Context(), claims, raw, token)))
 		})
 	}
 }

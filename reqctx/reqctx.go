@@ -12,8 +12,10 @@ package reqctx
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 
 	"github.com/funcmesh/funcmesh/transport"
+	"github.com/nats-io/nuid"
 )
 
 // MaxRequestIDLen is the longest request ID accepted anywhere: from an
@@ -64,6 +66,7 @@ type claimsKey struct{}
 type claimsValue struct {
 	claims map[string]any
 	raw    []byte
+	token  string
 }
 
 // WithClaims returns a context that carries a caller's verified claims.
@@ -74,6 +77,24 @@ type claimsValue struct {
 // some other way.
 func WithClaims(ctx context.Context, claims map[string]any, raw []byte) context.Context {
 	return context.WithValue(ctx, claimsKey{}, claimsValue{claims: claims, raw: raw})
+}
+
+// WithTokenClaims is [WithClaims] for claims verified from a bearer token:
+// token, as the caller sent it, is kept for code that must pass it on (a
+// policy's input.token, a webhook); [Token] returns it. The JWT
+// middleware calls it.
+func WithTokenClaims(ctx context.Context, claims map[string]any, raw []byte, token string) context.Context {
+	return context.WithValue(ctx, claimsKey{}, claimsValue{claims: claims, raw: raw, token: token})
+}
+
+// Token returns the bearer token put in ctx by [WithTokenClaims], and
+// false when there is none.
+func Token(ctx context.Context) (string, bool) {
+	v, ok := ctx.Value(claimsKey{}).(claimsValue)
+	if !ok || v.token == "" {
+		return "", false
+	}
+	return v.token, true
 }
 
 // Claims returns the verified claims put in ctx by [WithClaims], and false
@@ -118,4 +139,21 @@ func WithCaller(ctx context.Context, c transport.Caller) context.Context {
 func Caller(ctx context.Context) (transport.Caller, bool) {
 	c, ok := ctx.Value(callerKey{}).(transport.Caller)
 	return c, ok
+}
+
+// EnsureRequestID returns ctx with a request ID for a handler that may run
+// without the RequestID middleware in front of it: the ID ctx has; else
+// the X-Request-Id an earlier handler set on the response header h, when
+// valid; else a new one (a NATS NUID), which it also sets on h, so every
+// error body and log line of the request carries the same ID.
+func EnsureRequestID(ctx context.Context, h http.Header) context.Context {
+	if _, ok := RequestID(ctx); ok {
+		return ctx
+	}
+	id := h.Get(transport.RequestIDHeader)
+	if !ValidRequestID(id) {
+		id = nuid.Next()
+		h.Set(transport.RequestIDHeader, id)
+	}
+	return WithRequestID(ctx, id)
 }

@@ -2,6 +2,7 @@ package reqctx_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -58,5 +59,49 @@ func TestCaller(t *testing.T) {
 	want := transport.Caller{Service: "a", Function: "f"}
 	if got, ok := reqctx.Caller(reqctx.WithCaller(context.Background(), want)); !ok || got != want {
 		t.Errorf("Caller = %v, %v; want %v, true", got, ok, want)
+	}
+}
+
+func TestToken(t *testing.T) {
+	t.Parallel()
+	if _, ok := reqctx.Token(context.Background()); ok {
+		t.Error("a token in an empty context")
+	}
+	claims := map[string]any{"sub": "u1"}
+	ctx := reqctx.WithTokenClaims(context.Background(), claims, []byte(`{"sub":"u1"}`), "a.b.c")
+	if tok, ok := reqctx.Token(ctx); !ok || tok != "a.b.c" {
+		t.Errorf("Token = %q, %v; want a.b.c", tok, ok)
+	}
+	if c, ok := reqctx.Claims(ctx); !ok || c["sub"] != "u1" {
+		t.Errorf("Claims = %v, %v", c, ok)
+	}
+	if raw, ok := reqctx.ClaimsJSON(ctx); !ok || string(raw) != `{"sub":"u1"}` {
+		t.Errorf("ClaimsJSON = %s, %v", raw, ok)
+	}
+	// Claims set again without a token drop the old token.
+	if _, ok := reqctx.Token(reqctx.WithClaims(ctx, claims, nil)); ok {
+		t.Error("WithClaims kept the token of other claims")
+	}
+}
+
+func TestEnsureRequestID(t *testing.T) {
+	t.Parallel()
+	h := http.Header{}
+	ctx := reqctx.EnsureRequestID(context.Background(), h)
+	id, ok := reqctx.RequestID(ctx)
+	if !ok || h.Get(transport.RequestIDHeader) != id {
+		t.Fatalf("a new ID: %q, %v; header %q; want the same ID in both", id, ok, h.Get(transport.RequestIDHeader))
+	}
+	if got, _ := reqctx.RequestID(reqctx.EnsureRequestID(ctx, http.Header{})); got != id {
+		t.Errorf("a context with an ID got %q; want %q kept", got, id)
+	}
+	h = http.Header{transport.RequestIDHeader: {"set-by-proxy"}}
+	if got, _ := reqctx.RequestID(reqctx.EnsureRequestID(context.Background(), h)); got != "set-by-proxy" {
+		t.Errorf("the response's ID: got %q; want set-by-proxy", got)
+	}
+	h = http.Header{transport.RequestIDHeader: {"bad id"}}
+	got, _ := reqctx.RequestID(reqctx.EnsureRequestID(context.Background(), h))
+	if got == "" || got == "bad id" || h.Get(transport.RequestIDHeader) != got {
+		t.Errorf("an invalid response ID: got %q, header %q; want a new ID in both", got, h.Get(transport.RequestIDHeader))
 	}
 }

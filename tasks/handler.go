@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/nats-io/nuid"
-
 	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
@@ -81,15 +79,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.Tasks == nil {
 		panic("tasks: Handler.Tasks is nil")
 	}
-	ctx := r.Context()
-	if _, ok := reqctx.RequestID(ctx); !ok {
-		id := w.Header().Get(transport.RequestIDHeader)
-		if id == "" {
-			id = nuid.Next()
-			w.Header().Set(transport.RequestIDHeader, id)
-		}
-		ctx = reqctx.WithRequestID(ctx, id)
-	}
+	ctx := reqctx.EnsureRequestID(r.Context(), w.Header())
 	var service, function string
 	if h.Names != nil {
 		service, function = h.Names(r)

@@ -51,9 +51,16 @@ func newHandler(ctx context.Context, b *broker.Broker, du *durable, signer *tran
 	if err != nil {
 		return nil, nil, err
 	}
+	// Policies may call functions (a func rule, funcmesh.call in Rego):
+	// through this client, with the caller's claims signed like any call.
+	policyClient, err := mesh.NewClient(nc, mesh.WithClaimsSigner(signer))
+	if err != nil {
+		return nil, nil, err
+	}
 	policy, err := authz.New(ctx,
 		authz.RulesJSON(rulesJSON),
 		authz.Module("policy.rego", policyRego),
+		authz.WithCall(policyClient.Invoke),
 		authz.WithLogger(logger))
 	if err != nil {
 		return nil, nil, err

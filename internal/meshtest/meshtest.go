@@ -7,53 +7,25 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/funcmesh/funcmesh/internal/progbuild"
 )
 
-var build struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-	out  []byte
-}
+var program = progbuild.New("github.com/funcmesh/funcmesh/internal/meshtest/echosvc", "echosvc")
 
 // EchoSvc returns the path of the built echosvc program, building it on
 // first use. Call [Cleanup] from TestMain to remove it.
 func EchoSvc(t testing.TB) string {
 	t.Helper()
-	build.once.Do(func() {
-		build.dir, build.err = os.MkdirTemp("", "meshtest-")
-		if build.err != nil {
-			return
-		}
-		build.path = filepath.Join(build.dir, "echosvc")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			goBin = "go"
-		}
-		cmd := exec.Command(goBin, "build", "-o", build.path, "github.com/funcmesh/funcmesh/internal/meshtest/echosvc")
-		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
-		build.out, build.err = cmd.CombinedOutput()
-	})
-	if build.err != nil {
-		t.Fatalf("meshtest: building echosvc: %v\n%s", build.err, build.out)
-	}
-	return build.path
+	return program.Path(t)
 }
 
 // Cleanup removes what EchoSvc built.
-func Cleanup() {
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
-	}
-}
+func Cleanup() { program.Cleanup() }
 
 // Proc is a running echosvc instance.
 type Proc struct {

@@ -4,48 +4,23 @@ import (
 	"bufio"
 	"bytes"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/funcmesh/funcmesh/internal/progbuild"
 )
 
-var serverBuild struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-	out  []byte
-}
+var serverProgram = progbuild.New("github.com/nats-io/nats-server/v2", "nats-server")
 
 // ServerBinary returns the path of a nats-server built from the module's
 // own nats-server/v2 (the version go.mod names), building it on first
 // use. [Cleanup] removes it.
 func ServerBinary(t testing.TB) string {
 	t.Helper()
-	serverBuild.once.Do(func() {
-		serverBuild.dir, serverBuild.err = os.MkdirTemp("", "tasktest-nats-")
-		if serverBuild.err != nil {
-			return
-		}
-		serverBuild.path = filepath.Join(serverBuild.dir, "nats-server")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			goBin = "go"
-		}
-		cmd := exec.Command(goBin, "build", "-o", serverBuild.path, "github.com/nats-io/nats-server/v2")
-		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
-		serverBuild.out, serverBuild.err = cmd.CombinedOutput()
-	})
-	if serverBuild.err != nil {
-		t.Fatalf("tasktest: building nats-server: %v\n%s", serverBuild.err, serverBuild.out)
-	}
-	return serverBuild.path
+	return serverProgram.Path(t)
 }
 
 // Server is a standalone nats-server process with JetStream on a file

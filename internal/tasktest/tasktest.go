@@ -8,55 +8,27 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/funcmesh/funcmesh/internal/progbuild"
 )
 
-var build struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-	out  []byte
-}
+var program = progbuild.New("github.com/funcmesh/funcmesh/internal/tasktest/taskhost", "taskhost")
 
 // Binary returns the path of the built taskhost, building it on first
 // use. Call [Cleanup] from TestMain.
 func Binary(t testing.TB) string {
 	t.Helper()
-	build.once.Do(func() {
-		build.dir, build.err = os.MkdirTemp("", "tasktest-")
-		if build.err != nil {
-			return
-		}
-		build.path = filepath.Join(build.dir, "taskhost")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			goBin = "go"
-		}
-		cmd := exec.Command(goBin, "build", "-o", build.path, "github.com/funcmesh/funcmesh/internal/tasktest/taskhost")
-		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
-		build.out, build.err = cmd.CombinedOutput()
-	})
-	if build.err != nil {
-		t.Fatalf("tasktest: building taskhost: %v\n%s", build.err, build.out)
-	}
-	return build.path
+	return program.Path(t)
 }
 
 // Cleanup removes what Binary and ServerBinary built.
 func Cleanup() {
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
-	}
-	if serverBuild.dir != "" {
-		os.RemoveAll(serverBuild.dir)
-	}
+	program.Cleanup()
+	serverProgram.Cleanup()
 }
 
 // FreeAddr returns a loopback address with a port free right now, for a
