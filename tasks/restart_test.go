@@ -2,6 +2,7 @@ package tasks_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -111,7 +112,24 @@ func TestBrokerRestart(t *testing.T) {
 	// A run begun before the restart had its request before the kill
 	// (none can reach a service while the server is down): it may have
 	// been interrupted.
-	re := work.check(t, running, restarted)
+	//
+	// The host also holds deliveries it has not started yet (the pull
+	// buffer: up to the concurrency, 4). One held at the kill can run
+	// after the restart while the server redelivers it: at most that
+	// many tasks run twice after the restart, with the same task ID.
+	var held []string
+	for _, id := range running {
+		work.mu.Lock()
+		runs := work.runs[id]
+		work.mu.Unlock()
+		if len(runs) == 2 && !runs[0].start.Before(restarted) {
+			held = append(held, id)
+		}
+	}
+	if len(held) > opts.Default.Concurrency {
+		t.Errorf("%d tasks ran twice after the restart; want at most the %d deliveries the host held", len(held), opts.Default.Concurrency)
+	}
+	re := work.check(t, without(running, held), restarted)
 	work.check(t, delayed, restarted)
 	later.check(t, waiting, restarted)
 	// Tasks that never ran before the kill run exactly once.
@@ -142,8 +160,8 @@ func TestBrokerRestart(t *testing.T) {
 			t.Errorf("status of %s: %s %s; want succeeded \"done\"", id, st.State, st.Result)
 		}
 	}
-	t.Logf("%d tasks; server down %v; all succeeded %v after the restart; %d executions of work, %d of later; %d run again",
-		len(all), down.Round(time.Millisecond), recovered.Round(time.Millisecond), work.n.Load(), later.n.Load(), re)
+	t.Logf("%d tasks; server down %v; all succeeded %v after the restart; %d executions of work, %d of later; %d run again (interrupted), %d run twice after the restart (held deliveries)",
+		len(all), down.Round(time.Millisecond), recovered.Round(time.Millisecond), work.n.Load(), later.n.Load(), re, len(held))
 }
 
 // laterService runs later.do in the test process.
@@ -166,4 +184,15 @@ func laterService(t testing.TB, nc *nats.Conn, log *execLog) {
 		defer cancel()
 		_ = svc.Stop(ctx)
 	})
+}
+
+// without returns ids less those in drop.
+func without(ids, drop []string) []string {
+	var out []string
+	for _, id := range ids {
+		if !slices.Contains(drop, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
