@@ -103,6 +103,10 @@ func WithServiceAuth(a ServiceAuth) StartOption {
 	return startOption(func(c *startConfig) { c.auth = &a })
 }
 
+// inProcessDialTimeout bounds the handshake of a connection to the
+// embedded server.
+const inProcessDialTimeout = 10 * time.Second
+
 // Start runs an embedded nats-server in this process and connects the host
 // to it. With no options it needs no configuration and opens no port:
 // connections are made in memory. ctx bounds the start only; stop the
@@ -167,7 +171,10 @@ func Start(ctx context.Context, opts ...StartOption) (*Broker, error) {
 	if sopts.Cluster.Port != 0 {
 		b.clusterURL = listenURL(sopts.Cluster.Host, srv.ClusterAddr())
 	}
-	b.dialOpts = []nats.Option{nats.InProcessServer(srv)}
+	// An in-process handshake has no network to wait for: only a starved
+	// scheduler (a loaded machine, the race detector) makes it slow, so
+	// it gets longer than nats.go's 2 s default before it fails.
+	b.dialOpts = []nats.Option{nats.InProcessServer(srv), nats.Timeout(inProcessDialTimeout)}
 	if auth != nil {
 		b.dialOpts = append(b.dialOpts, auth.hostCredentials().Option())
 	}

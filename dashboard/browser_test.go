@@ -14,6 +14,7 @@ import (
 
 	"github.com/funcmesh/funcmesh/dashboard"
 	"github.com/funcmesh/funcmesh/internal/browsertest"
+	"github.com/funcmesh/funcmesh/schedules"
 	"github.com/funcmesh/funcmesh/tasks"
 	"github.com/funcmesh/funcmesh/transport"
 )
@@ -152,4 +153,33 @@ func TestBrowserDeadLetters(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the status with a deadline
 	}
+}
+
+// TestBrowserSchedules: a schedule shows in the page, and the page's own
+// refresh brings in its ticks' outcome.
+func TestBrowserSchedules(t *testing.T) {
+	tab := browsertest.NewTab(t)
+	b, q, fixed := newTasksMesh(t)
+	fixed.Store(true)
+	sc, err := schedules.New(t.Context(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dash, err := dashboard.New(b.Conn(), dashboard.Options{MinInterval: time.Nanosecond, Refresh: 100 * time.Millisecond, Schedules: sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(dash)
+	t.Cleanup(srv.Close)
+	if err := sc.Put(t.Context(), schedules.Schedule{Name: "ship-often", Spec: "@every 1s", Service: "orders", Function: "ship"}); err != nil {
+		t.Fatal(err)
+	}
+	const wait = 20 * time.Second
+	row := `document.querySelector('#schedules tr[data-schedule="ship-often"]')`
+	tab.Run(t, wait, chromedp.Navigate(srv.URL+"/"))
+	tab.Poll(t, wait, "the schedule's last tick", row+`?.querySelector(".last .state")?.textContent === "succeeded"`)
+	if text := browsertest.Eval[string](t, tab, wait, row+`.textContent`); !strings.Contains(text, "orders.ship") || !strings.Contains(text, "@every 1s") {
+		t.Errorf("schedule row %q; want its function and spec", text)
+	}
+	tab.Screenshot(t, "dashboard-schedules")
 }

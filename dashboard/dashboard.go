@@ -16,6 +16,10 @@
 // refreshes it in place and no asset from anywhere else, so it works
 // offline and on a phone. The same data is JSON with ?format=json.
 //
+// With [Options.Tasks] the page also lists the durable calls' dead letters,
+// each with a Replay button; with [Options.Schedules] it lists the
+// schedules, when each fires next and how its last tick went.
+//
 // Counts come from each instance: a funcmesh service reports the calls its
 // functions ran, their errors, refusals at its concurrency limit, panics
 // and processing time in its stats data ([mesh.EndpointStats]); a service
@@ -40,6 +44,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/schedules"
 	"github.com/funcmesh/funcmesh/tasks"
 	"github.com/funcmesh/funcmesh/transport"
 )
@@ -74,6 +79,12 @@ type Options struct {
 
 	// MaxDeadLetters bounds the dead letters shown: 50 by default.
 	MaxDeadLetters int
+
+	// Schedules, when set, adds the periodic calls to the page: each
+	// schedule's name, spec, time zone, function and overlap, when it
+	// fires next and how its last tick went (never its params or claims).
+	// nil shows none.
+	Schedules *schedules.Schedules
 }
 
 // Handler serves the dashboard. Create it with [New]; it is safe for
@@ -88,6 +99,7 @@ type Handler struct {
 	title   string
 	tasks   *tasks.Tasks
 	maxDead int
+	scheds  *schedules.Schedules
 	csrf    *http.CrossOriginProtection
 
 	mu   sync.Mutex // held while a snapshot is taken, so one runs at a time
@@ -108,6 +120,7 @@ func New(nc *nats.Conn, opts Options) (*Handler, error) {
 		title:   opts.Title,
 		tasks:   opts.Tasks,
 		maxDead: opts.MaxDeadLetters,
+		scheds:  opts.Schedules,
 		csrf:    http.NewCrossOriginProtection(),
 	}
 	if h.maxDead <= 0 {
@@ -158,6 +171,16 @@ func (h *Handler) Snapshot(ctx context.Context) (*Snapshot, error) {
 			dl, s.DeadLetters.More = dl[:h.maxDead], true
 		}
 		s.DeadLetters.List = dl
+	}
+	if h.scheds != nil {
+		s.Schedules = &Schedules{List: []Schedule{}}
+		list, err := h.scheds.List(ctx)
+		if err != nil {
+			s.Schedules.Error = transport.AsError(err).Message()
+		}
+		for _, in := range list {
+			s.Schedules.List = append(s.Schedules.List, schedule(in))
+		}
 	}
 	h.last = s
 	return s, nil

@@ -26,6 +26,7 @@ var pageTemplate = template.Must(template.New("dashboard").Funcs(template.FuncMa
 	"rfc3339":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"clock":     func(t time.Time) string { return t.UTC().Format("15:04:05 UTC") },
 	"since":     since,
+	"until":     until,
 	"latency":   latency,
 	"instances": instances,
 	"versions":  versions,
@@ -49,6 +50,16 @@ func since(t, now time.Time) string {
 		return fmt.Sprintf("%dh %dm ago", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+// until says how long until t, to the largest two units; "now" once due.
+func until(t, now time.Time) string {
+	d := t.Sub(now)
+	if d < time.Second {
+		return "now"
+	}
+	s := since(now, t) // the same span, from t's side
+	return "in " + strings.TrimSuffix(s, " ago")
 }
 
 // latency formats a function's average latency, "–" when unknown.

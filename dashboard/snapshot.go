@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/schedules"
 	"github.com/funcmesh/funcmesh/tasks"
 	"github.com/funcmesh/funcmesh/transport"
 )
@@ -26,6 +27,50 @@ type Snapshot struct {
 	Services []Service `json:"services"`
 	// DeadLetters is set when the dashboard has Options.Tasks.
 	DeadLetters *DeadLetters `json:"dead_letters,omitempty"`
+	// Schedules is set when the dashboard has Options.Schedules.
+	Schedules *Schedules `json:"schedules,omitempty"`
+}
+
+// Schedules are the periodic calls, by name.
+type Schedules struct {
+	List []Schedule `json:"list"`
+	// Error says why they could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// Schedule is one periodic call as the dashboard shows it: what
+// [schedules.Info] holds but its params and claims.
+type Schedule struct {
+	Name     string `json:"name"`
+	Spec     string `json:"spec"`
+	TimeZone string `json:"time_zone,omitempty"`
+	Service  string `json:"service"`
+	Function string `json:"function"`
+	Overlap  string `json:"overlap,omitempty"`
+	// Next is when it fires next; zero when its spec is not understood.
+	Next time.Time `json:"next,omitzero"`
+	// Last is how its last tick went; nil before the first.
+	Last *Tick `json:"last,omitempty"`
+}
+
+// Tick is the outcome of a schedule's last tick.
+type Tick struct {
+	ID    string      `json:"id"`
+	State tasks.State `json:"state"`
+	// At is when the tick's state last changed.
+	At time.Time `json:"at"`
+	// Error is its last attempt's error, if any.
+	Error *tasks.StatusError `json:"error,omitempty"`
+}
+
+// schedule is what the dashboard shows of in.
+func schedule(in schedules.Info) Schedule {
+	s := Schedule{Name: in.Name, Spec: in.Spec, TimeZone: in.TimeZone, Service: in.Service,
+		Function: in.Function, Overlap: in.Overlap, Next: in.Next}
+	if l := in.Last; l != nil {
+		s.Last = &Tick{ID: l.ID, State: l.State, At: l.Updated, Error: l.Error}
+	}
+	return s
 }
 
 // DeadLetters are the durable calls that failed for good, oldest first.

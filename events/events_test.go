@@ -53,7 +53,7 @@ type env struct {
 	ev *events.Events
 }
 
-func setup(t *testing.T, triggers []events.Trigger) *env {
+func setup(t testing.TB, triggers []events.Trigger) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

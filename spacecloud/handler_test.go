@@ -63,7 +63,7 @@ func TestErrors(t *testing.T) {
 		{"the function's own status", "conflict", `{}`, nil, 409, "the todo was changed meanwhile"},
 		{"the function failed: internals stay inside", "broken", `{}`, nil, 500, "internal error"},
 		{"no such function", "nothing", `{}`, nil, 404, ""},
-		{"the caller's timeout passes", "slow", `{"timeout": 0.05}`, nil, 504, "deadline exceeded"},
+		{"the caller's timeout passes", "slow", `{"timeout": 0.5}`, nil, 504, "deadline exceeded"},
 		{"params a typed function cannot decode", "hello", `{"params": {"name": 5}}`, nil, 400, ""},
 		{"envelope not JSON", "hello", `params=1`, nil, 400, `request body: want a JSON object {"params": ..., "timeout": seconds}`},
 		{"envelope not an object", "hello", `[{"params": 1}]`, nil, 400, ""},

@@ -69,7 +69,7 @@ func TestSpaceAPI(t *testing.T) {
 		{Service: "greeter", Func: "conflict"},
 		{Service: "greeter", Func: "broken"},
 		{Service: "nodegreeter", Func: "nothing", Params: map[string]any{}},
-		{Service: "greeter", Func: "slow", Timeout: 0.05},
+		{Service: "greeter", Func: "slow", Timeout: 0.5},
 		{Service: "greeter", Func: "deadline"},
 	}
 	want := []struct {
