@@ -44,7 +44,10 @@
 // Mesh-Task-Attempt (1, 2, …). The function makes its effect idempotent by
 // the task ID: a call runs once unless an attempt was interrupted (the
 // host died or lost its connection mid-call), in which case it runs again
-// with the same ID and a higher attempt number.
+// with the same ID and a higher attempt number. When the broker restarts,
+// a delivery a host had taken but not yet started can also run twice: the
+// host starts it from its buffer while the server delivers it again (at
+// most the few deliveries a host holds per function; TestBrokerRestart).
 //
 // # Retries
 //
