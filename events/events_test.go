@@ -167,7 +167,7 @@ func TestThreeTriggersOneFailing(t *testing.T) {
 		t.Errorf("failing trigger ran %d times; want 3", n)
 	}
 	// Nothing more arrives later: once each.
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // sampling the absence of a second run, not waiting for one
 	if len(rec.get("welcome")) != 1 || len(rec.get("crm")) != 1 {
 		t.Errorf("welcome %d, crm %d runs; want 1 each", len(rec.get("welcome")), len(rec.get("crm")))
 	}
@@ -198,7 +198,7 @@ func TestForgedEventFiresNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the genuine event", func() bool { return len(rec.get("welcome")) >= 1 })
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // sampling: a forged event that slipped through would run by now
 	for _, r := range rec.get("welcome") {
 		if r.ceID != "real-1" {
 			t.Errorf("the trigger ran for %+v; want only the genuine event", r)

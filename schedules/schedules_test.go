@@ -175,7 +175,7 @@ func TestDeleteAndReplace(t *testing.T) {
 	}
 	put("a", "@every 1h", `"a2"`) // replaced: far in the future
 	// A tick published before the change may still be running: let it.
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // a tick in flight finishes; what follows samples absence
 	b0, a0 := count(`"b"`), count(`"a1"`)
 	time.Sleep(2500 * time.Millisecond) // over two periods of the old specs
 	if n := count(`"b"`); n != b0 {
@@ -322,7 +322,7 @@ func TestOverlapSkip(t *testing.T) {
 		n := running.add(1)
 		maxRunning.max(n)
 		runs.add(1)
-		time.Sleep(2500 * time.Millisecond)
+		time.Sleep(2500 * time.Millisecond) // the slow job itself: longer than two periods
 		running.add(-1)
 		return nil, nil
 	})
