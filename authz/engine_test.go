@@ -144,7 +144,7 @@ reason := concat(" ", ["denied", input.function]) if not allow
 		// Let calls run against each version (polling, with a deadline).
 		deadline := time.Now().Add(10 * time.Second)
 		for start := calls.Load(); calls.Load() < start+50 && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // poll interval within the deadline above
 		}
 	}
 	stop.Store(true)

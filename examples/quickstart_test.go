@@ -176,7 +176,7 @@ func TestQuickstart(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("status %d %s after 10s; want succeeded", st.status, st.body)
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // poll interval; the deadline is above
 		}
 		if res := get(t, base+loc); res.status != 404 {
 			t.Errorf("status without the token: %d; want 404", res.status)

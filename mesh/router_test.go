@@ -228,7 +228,7 @@ func TestRouterClaims(t *testing.T) {
 
 	// A signature taken from an older call, after that call's deadline.
 	for time.Now().Before(short.Add(5 * time.Millisecond)) {
-		time.Sleep(time.Until(short.Add(5 * time.Millisecond)))
+		time.Sleep(time.Until(short.Add(5 * time.Millisecond))) // the behaviour under test: a signature after its deadline
 	}
 	m, err := call(hdr("Mesh-Auth", claims, "Mesh-Auth-Sig", shortSig, "Mesh-Request-Id", "req-old", "Mesh-Deadline", transport.FormatDeadline(short)))
 	if err != nil {

@@ -100,7 +100,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 		if time.Now().After(deadline) {
 			t.Fatalf("not within %v: %s", within, what)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // poll interval; the deadline is above
 	}
 }
 

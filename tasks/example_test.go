@@ -73,7 +73,7 @@ func Example() {
 			fmt.Println(st.State, string(st.Result))
 			break
 		}
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(25 * time.Millisecond) // poll interval while the task runs
 	}
 	// Output:
 	// 202 Accepted respond-async

@@ -110,7 +110,7 @@ func workService(t testing.TB, nc *nats.Conn, log *execLog, d time.Duration) {
 	err = svc.Handle("do", mesh.HandlerFunc(func(ctx context.Context, c *mesh.Call) ([]byte, error) {
 		attempt, _ := strconv.Atoi(c.Header(transport.HeaderTaskAttempt))
 		log.add(c.Header(transport.HeaderTaskID), attempt)
-		time.Sleep(d)
+		time.Sleep(d) // the function's own work (a slow function)
 		return []byte(`"done"`), nil
 	}))
 	if err != nil {
@@ -137,7 +137,7 @@ func newTasks(t testing.TB, nc *nats.Conn, opts tasks.Options) *tasks.Tasks {
 		if err == nil {
 			return q
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // retry interval while the cluster forms
 	}
 	t.Fatal(err)
 	return nil
@@ -173,7 +173,7 @@ func waitAll(t *testing.T, q *tasks.Tasks, ids []string, within time.Duration) {
 		if err == nil && st.State == tasks.StateFailed {
 			t.Fatalf("task %s failed: %+v", left[0], st.Error)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // poll interval; the deadline is above
 	}
 }
 

@@ -153,7 +153,7 @@ func waitState(t testing.TB, q *tasks.Tasks, id string, want tasks.State, within
 				return st
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // poll interval; the deadline is above
 	}
 	t.Fatalf("task %s: state %+v after %v; want %s", id, last, within, want)
 	return nil
@@ -167,6 +167,6 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		if time.Now().After(deadline) {
 			t.Fatalf("not within %v: %s", within, what)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // poll interval; the deadline is above
 	}
 }
