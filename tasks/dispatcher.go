@@ -197,10 +197,11 @@ type runner struct {
 func (r *runner) run() {
 	d := r.d
 	sem := make(chan struct{}, r.retry.Concurrency)
-	it, err := r.cons.Messages(jetstream.PullMaxMessages(r.retry.Concurrency),
-		// Short pulls: after a consumer leader change (a cluster node
-		// lost) the missed heartbeats show it within seconds.
-		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
+	// gen is the connection's reconnect count when the iterator started:
+	// a delivery taken from it after a reconnect may have been buffered
+	// before it, and a broker that restarted meanwhile delivers it again,
+	// so it is dropped (see attempt).
+	gen, it, err := r.messages()
 	if err != nil {
 		d.log.Warn("tasks: consuming", "service", r.service, "function", r.function, "error", err)
 		d.mu.Lock()
@@ -208,6 +209,7 @@ func (r *runner) run() {
 		d.mu.Unlock()
 		return
 	}
+	var itMu sync.Mutex // it is replaced after a reconnect
 	stopped := make(chan struct{})
 	defer close(stopped)
 	go func() {
@@ -215,7 +217,9 @@ func (r *runner) run() {
 		case <-d.pull.Done():
 		case <-stopped:
 		}
+		itMu.Lock()
 		it.Stop()
+		itMu.Unlock()
 	}()
 	errWait := 50 * time.Millisecond
 	for {
@@ -230,6 +234,31 @@ func (r *runner) run() {
 			}
 		}
 		msg, err := it.Next()
+		if err == nil && d.t.reconnectedSince(gen) {
+			// Reconnected since the iterator started: drop what it
+			// holds (neither acknowledged nor refused: after a
+			// restart the broker's redelivery of the same task may be
+			// running, and an acknowledgement names the task, not the
+			// delivery) and pull afresh. The broker redelivers what
+			// was dropped after its AckWait.
+			<-sem
+			ngen, nit, nerr := r.messages()
+			if nerr != nil {
+				if !sleep(d.pull, errWait) {
+					return
+				}
+				errWait = min(2*errWait, 2*time.Second)
+				continue
+			}
+			itMu.Lock()
+			it.Stop()
+			gen, it = ngen, nit
+			itMu.Unlock()
+			if d.pull.Err() != nil {
+				return
+			}
+			continue
+		}
 		if err != nil {
 			<-sem
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || d.pull.Err() != nil {
@@ -246,9 +275,26 @@ func (r *runner) run() {
 		go func() {
 			defer d.wg.Done()
 			defer func() { <-sem }()
-			r.attempt(msg)
+			r.attempt(msg, gen)
 		}()
 	}
+}
+
+// messages starts pulling the function's tasks; gen is the connection's
+// reconnect count before the pull began.
+func (r *runner) messages() (gen uint64, it jetstream.MessagesContext, err error) {
+	gen = r.d.t.nc.Stats().Reconnects
+	it, err = r.cons.Messages(jetstream.PullMaxMessages(r.retry.Concurrency),
+		// Short pulls: after a consumer leader change (a cluster node
+		// lost) the missed heartbeats show it within seconds.
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
+	return gen, it, err
+}
+
+// reconnectedSince reports whether the connection is down or was
+// re-established since its reconnect count was gen.
+func (t *Tasks) reconnectedSince(gen uint64) bool {
+	return !t.nc.IsConnected() || t.nc.Stats().Reconnects != gen
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -262,10 +308,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// attempt runs one delivery of a task.
-func (r *runner) attempt(msg jetstream.Msg) {
+// attempt runs one delivery of a task, taken from an iterator started at
+// the connection's reconnect count gen.
+func (r *runner) attempt(msg jetstream.Msg, gen uint64) {
 	d, t := r.d, r.d.t
 	ctx := d.hard
+	if t.reconnectedSince(gen) {
+		return // dropped, as run does
+	}
 	md, err := msg.Metadata()
 	if err != nil {
 		_ = msg.Nak()
@@ -355,7 +405,11 @@ func (r *runner) attempt(msg jetstream.Msg) {
 	callCtx, cancelCall := context.WithCancel(ctx)
 	defer cancelCall()
 	var interrupted atomic.Bool
-	reconnects := t.nc.Stats().Reconnects
+	if t.reconnectedSince(gen) {
+		// Taken before the connection was lost: the broker may have
+		// given it to another attempt since (as run drops it).
+		return
+	}
 	go func() {
 		defer close(kept)
 		tick := time.NewTicker(max(t.opts.AckWait/3, 10*time.Millisecond))
@@ -365,7 +419,7 @@ func (r *runner) attempt(msg jetstream.Msg) {
 			case <-keep:
 				return
 			case <-tick.C:
-				if t.nc.Stats().Reconnects != reconnects {
+				if t.reconnectedSince(gen) {
 					interrupted.Store(true)
 					cancelCall()
 					return
@@ -409,6 +463,16 @@ func (r *runner) attempt(msg jetstream.Msg) {
 	retryable := status >= 500 || status == http.StatusTooManyRequests
 	if !retryable || attempt >= tk.retry.MaxAttempts {
 		r.fail(ctx, msg, tk, st, e)
+		return
+	}
+	if t.reconnectedSince(gen) {
+		// The connection was lost during the attempt: a refusal sent
+		// now could reach a broker that restarted and has given the
+		// task to another attempt already (it names the task, not the
+		// delivery), so none is sent; the broker redelivers the task
+		// after its AckWait.
+		st.State = StatePending
+		t.putStatusRetrying(ctx, st)
 		return
 	}
 	delay := backoff(tk.retry, attempt)
