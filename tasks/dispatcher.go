@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -20,6 +21,10 @@ import (
 	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
+
+// runningAfter is how long the first attempt of a task runs before its
+// status reads "running" (see attempt); until then it reads "pending".
+const runningAfter = 50 * time.Millisecond
 
 // rescanEvery is how often a dispatcher lists the consumers, in case it
 // missed the advisory of a new one (it was disconnected then).
@@ -280,10 +285,28 @@ func (r *runner) run() {
 	}
 }
 
-// messages starts pulling the function's tasks; gen is the connection's
-// reconnect count before the pull began.
-func (r *runner) messages() (gen uint64, it jetstream.MessagesContext, err error) {
-	gen = r.d.t.nc.Stats().Reconnects
+// messages starts pulling the function's tasks: gen is the connection's
+// reconnect count before the pull began, with what the pull knows of the
+// broker.
+func (r *runner) messages() (gen pullGen, it jetstream.MessagesContext, err error) {
+	gen = pullGen{reconnects: r.d.t.nc.Stats().Reconnects, fresh: math.MaxUint64}
+	ctx, cancel := context.WithTimeout(r.d.pull, 10*time.Second)
+	defer cancel()
+	info, err := r.d.t.stream.Info(ctx)
+	if err != nil {
+		return gen, nil, err
+	}
+	// A broker that forgets deliveries (a restart from a store that had
+	// not written them, a consumer's leader lost on a cluster) can
+	// deliver a finished task again as a first delivery. A task stored
+	// after this point cannot have been delivered before, unless the
+	// broker restarts, and then the connection reconnects first (gen no
+	// longer holds). That is known only when the stream is on the very
+	// server this connection reaches, alone (no cluster): elsewhere a
+	// broker can change under an unbroken connection.
+	if c := info.Cluster; c != nil && c.Name == "" && c.Leader != "" && c.Leader == r.d.t.nc.ConnectedServerName() {
+		gen.fresh = info.State.LastSeq
+	}
 	it, err = r.cons.Messages(jetstream.PullMaxMessages(r.retry.Concurrency),
 		// Short pulls: after a consumer leader change (a cluster node
 		// lost) the missed heartbeats show it within seconds.
@@ -291,26 +314,23 @@ func (r *runner) messages() (gen uint64, it jetstream.MessagesContext, err error
 	return gen, it, err
 }
 
-// reconnectedSince reports whether the connection is down or was
-// re-established since its reconnect count was gen.
-func (t *Tasks) reconnectedSince(gen uint64) bool {
-	return !t.nc.IsConnected() || t.nc.Stats().Reconnects != gen
+// pullGen is what a dispatcher knows of the deliveries of one pull.
+type pullGen struct {
+	// reconnects is the connection's reconnect count when the pull began.
+	reconnects uint64
+	// fresh is the stream sequence after which a first delivery is the
+	// task's first ever; MaxUint64 when that cannot be known.
+	fresh uint64
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+// firstEver reports whether a first delivery at stream sequence seq
+// cannot be a task delivered (and perhaps finished) before.
+func (g pullGen) firstEver(numDelivered, seq uint64) bool {
+	return numDelivered == 1 && seq > g.fresh
 }
 
-// attempt runs one delivery of a task, taken from an iterator started at
-// the connection's reconnect count gen.
-func (r *runner) attempt(msg jetstream.Msg, gen uint64) {
+// attempt runs one delivery of a task, taken from the pull gen.
+func (r *runner) attempt(msg jetstream.Msg, gen pullGen) {
 	d, t := r.d, r.d.t
 	ctx := d.hard
 	if t.reconnectedSince(gen) {
@@ -328,8 +348,8 @@ func (r *runner) attempt(msg jetstream.Msg, gen uint64) {
 		_ = msg.Ack()
 		return
 	}
-	now := time.Now()
-	st := &Status{ID: tk.id, Service: tk.service, Function: tk.function, Enqueued: tk.enqueued,
+	now := time.Now().UTC() // UTC: a status is JSON, and UTC times encode fastest
+	st := &Status{ID: tk.id, Service: tk.service, Function: tk.function, Enqueued: tk.enqueued.UTC(),
 		Attempts: attempt - 1, Owner: ownerKey(owner(tk.claims))}
 	if err := tk.verify(t.opts.Signer, now); err != nil {
 		reason := "the claims signature does not hold: the task was altered or signed with an unknown key"
@@ -349,11 +369,12 @@ func (r *runner) attempt(msg jetstream.Msg, gen uint64) {
 			return
 		}
 	}
-	// Every delivery looks at the status first, not only redeliveries: a
-	// cluster that lost a consumer leader, or a broker killed with its
-	// host, may deliver a finished task again with its count reset. The
-	// first attempt's "running" status is created only if there is none,
-	// which is that look in the same round trip.
+	// A delivery looks at the status first, unless it is provably the
+	// task's first (gen.firstEver): a cluster that lost a consumer
+	// leader, or a broker killed with its host, may deliver a finished
+	// task again with its count reset. Another first delivery creates its
+	// "running" status only if there is none, which is that look in the
+	// same round trip.
 	markRunning := func() {
 		st.State, st.Attempts, st.Updated, st.Due = StateRunning, attempt, now, nil
 		st.History = append(st.History, now)
@@ -361,9 +382,28 @@ func (r *runner) attempt(msg jetstream.Msg, gen uint64) {
 			st.History = st.History[len(st.History)-20:]
 		}
 	}
-	var running jetstream.PubAckFuture
+	var (
+		runMu   sync.Mutex
+		running jetstream.PubAckFuture // the "running" status in flight
+		ended   bool                   // the attempt ended: no "running" any more
+		late    *time.Timer
+	)
 	created := false
-	if attempt == 1 {
+	switch {
+	case gen.firstEver(md.NumDelivered, md.Sequence.Stream):
+		// Nothing to look at. The "running" status is written once
+		// the attempt has run for runningAfter: a quick attempt goes
+		// from pending to its result in one write.
+		markRunning()
+		created = true
+		late = time.AfterFunc(runningAfter, func() {
+			runMu.Lock()
+			defer runMu.Unlock()
+			if !ended {
+				running = t.putStatusAsync(st)
+			}
+		})
+	case attempt == 1:
 		markRunning()
 		if b, err := json.Marshal(st); err == nil {
 			_, err := t.status.Create(ctx, tk.id, b)
@@ -395,6 +435,22 @@ func (r *runner) attempt(msg jetstream.Msg, gen uint64) {
 		markRunning()
 		running = t.putStatusAsync(st)
 	}
+	endRunning := func() {
+		if late != nil {
+			late.Stop()
+		}
+		runMu.Lock()
+		ended = true
+		f := running
+		runMu.Unlock()
+		if f != nil {
+			select {
+			case <-f.Ok():
+			case <-f.Err():
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
 
 	// Keep the attempt ours while it runs, unless the host lost the
 	// broker meanwhile: the reply may be lost with the connection, and
@@ -408,6 +464,7 @@ func (r *runner) attempt(msg jetstream.Msg, gen uint64) {
 	if t.reconnectedSince(gen) {
 		// Taken before the connection was lost: the broker may have
 		// given it to another attempt since (as run drops it).
+		endRunning()
 		return
 	}
 	go func() {
@@ -434,14 +491,8 @@ func (r *runner) attempt(msg jetstream.Msg, gen uint64) {
 	if err != nil && interrupted.Load() {
 		err = transport.NewError(transport.CodeUnavailable, "the attempt was interrupted: the host lost the broker during the call")
 	}
-	if running != nil {
-		select {
-		case <-running.Ok():
-		case <-running.Err():
-		case <-time.After(5 * time.Second):
-		}
-	}
-	now = time.Now()
+	endRunning()
+	now = time.Now().UTC()
 	st.Updated = now
 	if err == nil {
 		st.State, st.Error = StateSucceeded, nil
@@ -639,4 +690,21 @@ func (r *runner) tick(ctx context.Context, msg jetstream.Msg, tk *task, st *Stat
 		return false
 	}
 	return true
+}
+
+// reconnectedSince reports whether the connection is down or was
+// re-established since the pull gen began.
+func (t *Tasks) reconnectedSince(gen pullGen) bool {
+	return !t.nc.IsConnected() || t.nc.Stats().Reconnects != gen.reconnects
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -126,7 +126,9 @@ func (t *Tasks) Enqueue(ctx context.Context, c Call) (Receipt, error) {
 		// Kept until it is due and a retention after, whatever MaxAge.
 		msg.Header.Set("Nats-TTL", (time.Until(due) + t.opts.Retention).Truncate(time.Second).String())
 	}
-	ack, err := t.js.PublishMsg(ctx, msg, jetstream.WithMsgID(tk.id), jetstream.WithExpectStream(StreamName))
+	// No expected-stream check: JetStream lets no other stream take the
+	// subjects of FM_TASKS.
+	ack, err := t.js.PublishMsg(ctx, msg, jetstream.WithMsgID(tk.id))
 	if err != nil {
 		return Receipt{}, storeError(err)
 	}
@@ -154,10 +156,11 @@ func consumerName(service, function string) string {
 // ensureConsumer makes the consumer of service.function, once per process;
 // dispatchers learn of it from JetStream's advisory.
 func (t *Tasks) ensureConsumer(ctx context.Context, service, function string) error {
-	name := consumerName(service, function)
-	if _, ok := t.consumers.Load(name); ok {
+	fn := [2]string{service, function}
+	if _, ok := t.consumers.Load(fn); ok {
 		return nil
 	}
+	name := consumerName(service, function)
 	_, err := t.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "funcmesh tasks of " + service + "." + function,
@@ -171,7 +174,7 @@ func (t *Tasks) ensureConsumer(ctx context.Context, service, function string) er
 	if err != nil {
 		return transport.WrapError(transport.CodeUnavailable, "the task queue could not be prepared", err)
 	}
-	t.consumers.Store(name, struct{}{})
+	t.consumers.Store(fn, struct{}{})
 	return nil
 }
 

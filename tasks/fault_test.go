@@ -282,6 +282,7 @@ func TestTenThousandTasks(t *testing.T) {
 	ids := make([]string, n)
 	var wg sync.WaitGroup
 	var failed atomic.Int64
+	var firstErr atomic.Value
 	for w := range 32 {
 		wg.Add(1)
 		go func() {
@@ -290,6 +291,7 @@ func TestTenThousandTasks(t *testing.T) {
 				rc, err := e.q.Enqueue(context.Background(), tasks.Call{Service: "work", Function: "do"})
 				if err != nil {
 					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
 					continue
 				}
 				ids[i] = rc.ID
@@ -316,7 +318,7 @@ func TestTenThousandTasks(t *testing.T) {
 	}()
 	wg.Wait()
 	if failed.Load() > 0 {
-		t.Fatalf("%d enqueues failed", failed.Load())
+		t.Fatalf("%d enqueues failed; the first: %v", failed.Load(), firstErr.Load())
 	}
 	eventually(t, 120*time.Second, "every task ran", func() bool { return log.n.Load() >= int64(n) })
 	close(stop)
