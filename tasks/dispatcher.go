@@ -405,16 +405,40 @@ func (r *runner) attempt(msg jetstream.Msg, gen pullGen) {
 		})
 	case attempt == 1:
 		markRunning()
-		if b, err := json.Marshal(st); err == nil {
+		b, err := json.Marshal(st)
+		if err != nil {
+			_ = msg.Nak()
+			return
+		}
+		// While the bucket has no leader (a cluster electing one) the
+		// look waits: running without it could run a finished task.
+		if !r.untilStored(msg, "creating a status", func(ctx context.Context) error {
 			_, err := t.status.Create(ctx, tk.id, b)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				return nil
+			}
 			created = err == nil
+			return err
+		}) {
+			return // left to the broker, which delivers it again
 		}
 		if !created {
 			st.History, st.Attempts = nil, 0
 		}
 	}
 	if !created {
-		if prev, _, err := t.loadStatus(ctx, tk.id); err == nil {
+		var prev *Status
+		if !r.untilStored(msg, "reading a status", func(ctx context.Context) error {
+			p, _, err := t.loadStatus(ctx, tk.id)
+			if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, errBadStatus) {
+				return nil
+			}
+			prev = p
+			return err
+		}) {
+			return
+		}
+		if prev != nil {
 			if prev.State.Final() && (attempt > 1 || prev.enqueuedSame(tk)) {
 				// Done before: the acknowledgement was lost.
 				_ = msg.Ack()
@@ -497,7 +521,11 @@ func (r *runner) attempt(msg jetstream.Msg, gen pullGen) {
 	if err == nil {
 		st.State, st.Error = StateSucceeded, nil
 		t.setResult(st, rep.Body, rep.ContentType)
-		t.putStatusRetrying(ctx, st)
+		if !r.putStatusKept(msg, st) {
+			// Not stored: acknowledged, the task would read "running"
+			// for good. The broker delivers it again instead.
+			return
+		}
 		_ = msg.Ack()
 		return
 	}
@@ -523,13 +551,13 @@ func (r *runner) attempt(msg jetstream.Msg, gen pullGen) {
 		// delivery), so none is sent; the broker redelivers the task
 		// after its AckWait.
 		st.State = StatePending
-		t.putStatusRetrying(ctx, st)
+		r.putStatusKept(msg, st)
 		return
 	}
 	delay := backoff(tk.retry, attempt)
 	due := now.Add(delay)
 	st.State, st.Due = StatePending, &due
-	t.putStatusRetrying(ctx, st)
+	r.putStatusKept(msg, st)
 	if status == http.StatusTooManyRequests {
 		r.pausedUntil.Store(due.UnixNano())
 	}
@@ -579,7 +607,9 @@ func (r *runner) fail(ctx context.Context, msg jetstream.Msg, tk *task, st *Stat
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	t.putStatusRetrying(ctx, st)
+	if !r.putStatusKept(msg, st) {
+		return // delivered again; the dead letter is not stored twice (its Nats-Msg-Id)
+	}
 	_ = msg.Ack()
 }
 
@@ -607,12 +637,65 @@ func (t *Tasks) putStatusAsync(st *Status) jetstream.PubAckFuture {
 	return f
 }
 
-// putStatusRetrying writes st, trying a few times over a few seconds. A
-// status that is not final, and any retry, never overwrites a newer
-// status: after a broker restart a task can be delivered twice at once
-// (a delivery from before the restart and the redelivery), and the
-// attempt that failed must not leave the one that succeeded "pending" for
-// good (found by TestBrokerRestart).
+// storeGiveUp bounds how long an attempt waits for the status bucket
+// (see untilStored).
+const storeGiveUp = 2 * time.Minute
+
+// untilStored runs op until it succeeds, backing off from 100 ms to 1 s,
+// keeping the delivery msg meanwhile (the bucket can be without a leader
+// for seconds while a cluster elects one: TestClusterLosesNode found
+// statuses given up after 1.5 s and tasks left "running" for good). It
+// gives up after storeGiveUp, or when the dispatcher stops for good, and
+// then reports false: the caller leaves msg to the broker.
+func (r *runner) untilStored(msg jetstream.Msg, what string, op func(ctx context.Context) error) bool {
+	t := r.d.t
+	keepEvery := max(t.opts.AckWait/3, 10*time.Millisecond)
+	start := time.Now()
+	kept := start
+	wait := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(r.d.hard, 5*time.Second)
+		err := op(ctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if r.d.hard.Err() != nil || time.Since(start) > storeGiveUp {
+			r.d.log.Warn("tasks: "+what+", given up", "function", r.service+"."+r.function, "error", err)
+			return false
+		}
+		if time.Since(kept) >= keepEvery {
+			_ = msg.InProgress()
+			kept = time.Now()
+		}
+		if !sleep(r.d.hard, wait) {
+			return false
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// putStatusKept writes st as untilStored does: a final status whatever is
+// stored, another status unless the stored one is newer (see
+// putStatusUnlessNewer).
+func (r *runner) putStatusKept(msg jetstream.Msg, st *Status) bool {
+	t := r.d.t
+	first := true
+	return r.untilStored(msg, "writing a status", func(ctx context.Context) error {
+		if first && st.State.Final() {
+			first = false
+			return t.putStatus(ctx, st)
+		}
+		return t.putStatusUnlessNewer(ctx, st)
+	})
+}
+
+// putStatusRetrying writes st, trying a few times over a few seconds,
+// where no delivery is held. A status that is not final, and any retry,
+// never overwrites a newer status: after a broker restart a task can be
+// delivered twice at once (a delivery from before the restart and the
+// redelivery), and the attempt that failed must not leave the one that
+// succeeded "pending" for good (found by TestBrokerRestart).
 func (t *Tasks) putStatusRetrying(ctx context.Context, st *Status) {
 	wait := 100 * time.Millisecond
 	for i := 0; ; i++ {
@@ -679,8 +762,9 @@ func (r *runner) tick(ctx context.Context, msg jetstream.Msg, tk *task, st *Stat
 			if prev, _, err := t.loadStatus(ctx, string(e.Value())); err == nil && !prev.State.Final() {
 				// The previous run goes on: this tick is skipped.
 				st.State, st.Updated = StateSkipped, time.Now()
-				t.putStatusRetrying(ctx, st)
-				_ = msg.Ack()
+				if r.putStatusKept(msg, st) {
+					_ = msg.Ack()
+				}
 				return false
 			}
 		}

@@ -163,7 +163,15 @@ func waitAll(t *testing.T, q *tasks.Tasks, ids []string, within time.Duration) {
 	for len(left) > 0 {
 		if time.Now().After(deadline) {
 			st, err := q.Status(context.Background(), left[0])
-			t.Fatalf("%d of %d tasks not succeeded after %v; first: %+v %v", len(left), len(ids), within, st, err)
+			states := map[string]int{}
+			for _, id := range left {
+				if st, err := q.Status(context.Background(), id); err != nil {
+					states[err.Error()]++
+				} else {
+					states[string(st.State)]++
+				}
+			}
+			t.Fatalf("%d of %d tasks not succeeded after %v (%v); first: %+v %v", len(left), len(ids), within, states, st, err)
 		}
 		st, err := q.Status(context.Background(), left[0])
 		if err == nil && st.State == tasks.StateSucceeded {
@@ -255,12 +263,13 @@ func TestClusterLosesNode(t *testing.T) {
 		t.Fatalf("only %d of 300 enqueues were acknowledged; want most", len(ids))
 	}
 	waitAll(t, q, ids, 60*time.Second)
+	recovered := time.Since(fault)
 	// The attempts running while the cluster elects new leaders can lose
 	// their lease (their keep-alives go to the lost node) and run again:
 	// allow that for runs begun within AckWait plus an election of the
 	// fault.
 	re := log.check(t, ids, fault.Add(2*time.Second+10*time.Second))
-	t.Logf("%d acknowledged tasks all succeeded after losing a node; %d executions, %d run again", len(ids), log.n.Load(), re)
+	t.Logf("%d acknowledged tasks all succeeded %v after losing a node; %d executions, %d run again", len(ids), recovered.Round(time.Millisecond), log.n.Load(), re)
 }
 
 // TestTenThousandTasks enqueues 10,000 tasks at once against a slow
