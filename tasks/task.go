@@ -218,7 +218,7 @@ func (t *task) subject() string {
 }
 
 func (t *task) header() nats.Header {
-	h := make(nats.Header, 10+len(t.extra))
+	h := make(nats.Header, 12+len(t.extra)) // room for what Enqueue adds
 	for k, v := range t.extra {
 		h[k] = v
 	}
