@@ -103,14 +103,14 @@
 // claims of reqctx.ClaimsJSON, the request ID of
 // reqctx.RequestID). The call's deadline is the request context's, else
 // the Client's timeout; a caller may shorten it, never extend it, with
-// the Mesh-Timeout-Ms request header (transport.TimeoutHeader, decimal
+// the Mesh-Timeout-Ms request header (transport.HeaderTimeoutMs, decimal
 // milliseconds). It answers with the function's result
 // and content type, or a JSON error body (transport.WriteHTTPError):
 //
 //	400  bad service or function name, params a typed function cannot decode, a bad Mesh-Timeout-Ms
 //	404  the service runs but has no such function
 //	405  a method other than POST (with Allow: POST); no call is made
-//	413  body over the limit (Gateway.MaxBodyBytes, never above what NATS carries)
+//	413  body over the limit (middleware.BodyLimit, never above what NATS carries)
 //	429  the gateway (Gateway.MaxInFlight) or every instance tried is at its concurrency limit
 //	499  the HTTP client went away (nobody reads it)
 //	500  the function failed without a code, or panicked

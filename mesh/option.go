@@ -69,6 +69,7 @@ type clientConfig struct {
 	maxAttempts int
 	tracer      trace.TracerProvider
 	metrics     *Metrics
+	logger      *slog.Logger
 	err         error
 }
 
@@ -382,14 +383,17 @@ func WithMetadata(md map[string]string) ServiceOption {
 	return &option{name: "WithMetadata", service: func(c *serviceConfig) { c.metadata = md }}
 }
 
-// WithLogger makes a Service report what its callers never see: the text
-// of plain errors its functions return and the panics they raise, with the
-// request ID and stack; and a Router the nested calls it refused without
-// an answer (a reply subject outside the caller's inbox). nil, the
-// default, is silent.
+// WithLogger is where the mesh reports what callers never see: a Service
+// the text of plain errors its functions return and the panics they
+// raise, with the request ID and stack; a Gateway (through its Client,
+// see [NewGateway]) the causes of the server errors (5xx) it answers,
+// with the request ID; a Router the nested calls it refused without an
+// answer (a reply subject outside the caller's inbox). nil, the default,
+// is silent.
 func WithLogger(l *slog.Logger) Option {
 	return &option{
 		name:    "WithLogger",
+		client:  func(c *clientConfig) { c.logger = l },
 		service: func(c *serviceConfig) { c.logger = l },
 		router:  func(c *routerConfig) { c.logger = l },
 	}
