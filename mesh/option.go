@@ -341,8 +341,8 @@ func WithMaxAttempts(n int) ClientOption {
 // of them picked at random, or on the next connected one when that one is
 // not connected. nats.go reads every reply of a connection on one
 // goroutine and writes every request under one lock, so at high call
-// rates with many callers at once one connection is the bottleneck;
-// BenchmarkReplyPath measures it (see the README's performance section).
+// rates with many callers at once one connection is the bottleneck
+// (docs/performance.md has the figures).
 // The connections must reach the same NATS deployment as the first; the
 // client does not close them. The default is none: every call uses the
 // one connection.
