@@ -62,7 +62,10 @@ type Receipt struct {
 // a majority of the replicas does). The call runs with the claims and
 // request ID of ctx ([reqctx.ClaimsJSON], [reqctx.RequestID]): authorize it
 // before. Errors are *transport.Error: invalid_argument for a bad call,
-// unavailable when JetStream cannot store it.
+// unavailable when JetStream cannot store it, or did not confirm it in
+// time (ctx's deadline, else JetStream's default of 5 s): then the call
+// may be stored all the same, and only an Enqueue with the same
+// [Call.IdempotencyKey] is sure to store it once.
 func (t *Tasks) Enqueue(ctx context.Context, c Call) (Receipt, error) {
 	if err := transport.ValidateName(c.Service); err != nil {
 		return Receipt{}, transport.WrapError(transport.CodeInvalidArgument, "invalid service name", err)
@@ -142,6 +145,8 @@ func storeError(err error) error {
 		return transport.WrapError(transport.CodeTooLarge, "params too large for the broker", err)
 	case errors.Is(err, context.Canceled):
 		return transport.WrapError(transport.CodeCanceled, transport.DefaultMessage(transport.CodeCanceled), err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return transport.WrapError(transport.CodeUnavailable, "JetStream did not confirm the task in time: it may be stored all the same (enqueue it again with the same idempotency key to have it once)", err)
 	}
 	return transport.WrapError(transport.CodeUnavailable, "the task could not be stored", err)
 }
