@@ -149,7 +149,8 @@
 //   - webhook needs {"ack": true} with a 2xx status (Space Cloud took any
 //     JSON with a 2xx), https or loopback http, follows no redirect, and
 //     has a 5 second bound (Space Cloud's later versions had none of
-//     their own).
+//     their own); an answer longer than [MaxHTTPAnswer] denies, unread
+//     past the bound (which holds for every http.send of a policy).
 //   - in and notIn are false when f1 (or a reference in the list) has no
 //     value of the type, or f2 is no array; Space Cloud's notIn allowed
 //     when a reference to the list held no array. They compare any type
