@@ -268,9 +268,11 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		requestID = call.requestID
 		if call.rawClaims != "" {
 			hb.set(transport.HeaderAuth, call.rawClaims)
-			if call.rawSig != "" {
-				hb.set(transport.HeaderAuthSig, call.rawSig)
-			}
+		}
+		if call.rawSig != "" {
+			// Also without claims: the signature of a call the policy
+			// made marks the calls made within it.
+			hb.set(transport.HeaderAuthSig, call.rawSig)
 		}
 		if deadline.Before(call.deadline) {
 			hb.set(transport.TimeoutHeader, transport.FormatTimeout(time.Until(deadline)))
@@ -279,9 +281,16 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		if call.hops > 0 {
 			hb.set(transport.HeaderHops, strconv.Itoa(call.hops))
 		}
-	} else if raw, ok := reqctx.ClaimsJSON(ctx); ok && len(raw) > 0 {
-		// Read only while the request is written out, below: no copy.
-		hb.set(transport.HeaderAuth, unsafe.String(&raw[0], len(raw)))
+	} else {
+		if raw, ok := reqctx.ClaimsJSON(ctx); ok && len(raw) > 0 {
+			// Read only while the request is written out, below: no copy.
+			hb.set(transport.HeaderAuth, unsafe.String(&raw[0], len(raw)))
+		}
+		if caller, ok := reqctx.Caller(ctx); ok {
+			// The host's own call on behalf of a caller it names: the
+			// policy's (authz.policy), say.
+			hb.set(transport.HeaderCaller, caller.String())
+		}
 	}
 	if requestID == "" {
 		if id, ok := reqctx.RequestID(ctx); ok {
@@ -292,11 +301,23 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		}
 	}
 	hb.set(transport.HeaderRequestID, requestID)
-	if !inCall && c.signer != nil {
+	if !inCall {
 		// The host signs the claims it sends, bound to this call, so that
-		// the function can pass them on to a nested call.
+		// the function can pass them on to a nested call; a call the
+		// policy makes is signed with its mark, claims or not, so that
+		// the nested calls made within it carry the mark.
+		claims := ""
 		if v := h[transport.HeaderAuth]; len(v) > 0 {
-			hb.set(transport.HeaderAuthSig, c.signer.Sign(v[0], requestID, deadline))
+			claims = v[0]
+		}
+		switch {
+		case reqctx.PolicyCall(ctx) && c.signer == nil:
+			e := transport.NewError(transport.CodeInternal, "a call for the policy needs the host's claims signer (mesh.WithClaimsSigner): its mark travels in the signature")
+			return Reply{}, e.Code(), e
+		case reqctx.PolicyCall(ctx):
+			hb.set(transport.HeaderAuthSig, c.signer.SignPolicyCall(claims, requestID, deadline))
+		case c.signer != nil && claims != "":
+			hb.set(transport.HeaderAuthSig, c.signer.Sign(claims, requestID, deadline))
 		}
 	}
 	if req.ContentType != "" {

@@ -397,9 +397,12 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 	}
 	claims := headerValue(h, transport.HeaderAuth)
 	sig := headerValue(h, transport.HeaderAuthSig)
-	if claims != "" {
+	policyCall := false
+	if claims != "" || sig != "" {
 		// Only the signature is checked here: claims the host signed are
-		// the JSON object it sent (decodeClaims, below, decodes them).
+		// the JSON object it sent (decodeClaims, below, decodes them). A
+		// signature without claims is that of an anonymous call made
+		// within a policy call: it must hold too.
 		if len(claims) > transport.MaxClaimsLen {
 			return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: too long")
 		}
@@ -412,6 +415,7 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 		case err != nil:
 			return time.Time{}, transport.WrapError(errUnsigned.Code(), errUnsigned.Message(), err)
 		}
+		policyCall = r.cfg.signer.PolicyCall(sig)
 	} else if limit := now.Add(r.cfg.timeout); deadline.IsZero() || deadline.After(limit) {
 		// Anonymous: the deadline is the caller's word, within bounds.
 		deadline = limit
@@ -447,6 +451,11 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 	if callerFn.Service != caller {
 		return time.Time{}, transport.Errorf(transport.CodeInvalidArgument, "%s names service %s, but the call comes from %s", transport.HeaderCaller, callerFn.Service, caller)
 	}
+	if callerFn == transport.PolicyCaller {
+		// Only a host's policy calls as authz.policy, and never through
+		// the call route: a service named authz may not pass for it.
+		return time.Time{}, transport.Errorf(transport.CodePermissionDenied, "%s %s is the host's policy; no service may call as it", transport.HeaderCaller, callerFn)
+	}
 	ct := headerValue(h, transport.HeaderContentType)
 	if len(ct) > maxContentTypeLen {
 		return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid Content-Type header: too long")
@@ -463,6 +472,11 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 		}
 		ctx = reqctx.WithClaims(ctx, decoded.m, decoded.raw)
 	}
+	if policyCall {
+		// Made within a call the policy made: the policy deciding it
+		// makes no call of its own (no recursion, in any process).
+		ctx = reqctx.WithPolicyCall(ctx)
+	}
 	if err := r.authorize(ctx, service, function, m.Data); err != nil {
 		return time.Time{}, err
 	}
@@ -473,10 +487,17 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 	out.set(transport.HeaderHops, strconv.Itoa(hops+1))
 	if claims != "" {
 		out.set(transport.HeaderAuth, claims)
+	}
+	if sig != "" {
 		if !deadline.Equal(signed) {
-			// Signed again for the sooner deadline; otherwise the
-			// signature that was checked holds for the call as it is.
-			sig = r.cfg.signer.Sign(claims, requestID, deadline)
+			// Signed again for the sooner deadline, in the same form;
+			// otherwise the signature that was checked holds for the
+			// call as it is.
+			if policyCall {
+				sig = r.cfg.signer.SignPolicyCall(claims, requestID, deadline)
+			} else {
+				sig = r.cfg.signer.Sign(claims, requestID, deadline)
+			}
 		}
 		out.set(transport.HeaderAuthSig, sig)
 	}
