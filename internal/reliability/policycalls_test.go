@@ -1,8 +1,13 @@
 package reliability_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +31,16 @@ default allow := false
 allow if {
 	input.service == "echo"
 	input.function == "echo"
+	not input.params.via
 	funcmesh.call("echo", "whoami", {}).caller == "authz.policy"
+}
+
+# The same with the JavaScript service's whoami.
+allow if {
+	input.service == "echo"
+	input.function == "echo"
+	input.params.via == "node"
+	funcmesh.call("nodegreeter", "whoami", {}).caller == "authz.policy"
 }
 
 # shop.buy and shop.buy2: echo.call makes a nested call to the other,
@@ -41,6 +55,20 @@ allow if {
 	input.service == "shop"
 	input.function == "buy2"
 	funcmesh.call("echo", "call", {"service": "shop", "function": "buy"})
+}
+
+# shop.nbuy and shop.nbuy2: the same through the JavaScript service's
+# relay.
+allow if {
+	input.service == "shop"
+	input.function == "nbuy"
+	funcmesh.call("nodegreeter", "relay", {"service": "shop", "function": "nbuy2"})
+}
+
+allow if {
+	input.service == "shop"
+	input.function == "nbuy2"
+	funcmesh.call("nodegreeter", "relay", {"service": "shop", "function": "nbuy"})
 }
 
 # echo.sleep and shop.target: allowed when rogue.check acks.
@@ -281,6 +309,97 @@ func TestPolicyCallMarkForged(t *testing.T) {
 	for name, status := range want {
 		if r := results[name]; r.err != nil || r.status != status {
 			t.Errorf("%s: %d, %v; want %d", name, r.status, r.err, status)
+		}
+	}
+}
+
+// TestPolicyCallsNode: the same guarantees with the JavaScript service of
+// examples/nodeservice, which passes Mesh-Auth-Sig on as the wire
+// contract says: its whoami, called by the policy, sees authz.policy, and
+// its relay, called by the policy, calls back into a function whose
+// decision would ask it again: it runs once per request (counted by a
+// host connection that sees every call to it).
+func TestPolicyCallsNode(t *testing.T) {
+	t.Parallel()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed")
+	}
+	dir := filepath.Join("..", "..", "examples", "nodeservice")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@nats-io", "services")); err != nil {
+		t.Skip("examples/nodeservice/node_modules is missing: run npm ci there (.ci/run does)")
+	}
+	e := newPolicyCallsEnv(t)
+	creds := mustCreds(t, e.b, "nodegreeter")
+	cmd := exec.Command(node, "service.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NATS_URL="+e.b.ClientURL(), "NATS_USER="+creds.User, "NATS_PASSWORD="+creds.Password, "MESH_SERVICE=nodegreeter")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "ready") {
+				ready <- true
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatal("the node service exited before it was ready")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the node service did not get ready in 30s")
+	}
+
+	spy, err := e.b.NewConn("spy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(spy.Close)
+	sub, err := spy.SubscribeSync("fn.nodegreeter.relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// relays returns how many calls to nodegreeter.relay the broker has
+	// delivered since the last time: after the flush's round trip, every
+	// call routed before it waits in the subscription.
+	relays := func() int {
+		if err := spy.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		n, _, err := sub.Pending()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range n {
+			if _, err := sub.NextMsg(time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return n
+	}
+	relays()
+	for _, hdr := range [][]string{nil, {"Authorization", bearer(token(t, "u1"))}} {
+		if a := e.g.post("echo", "echo", `{"via":"node"}`, hdr...); a.status != 200 {
+			t.Errorf("echo.echo (headers %q), allowed only when nodegreeter.whoami sees authz.policy as its caller: %v", hdr, a)
+		}
+		relays()
+		if a := e.g.post("shop", "nbuy", `{}`, hdr...); a.status != 403 {
+			t.Errorf("shop.nbuy (headers %q): %v; want 403", hdr, a)
+		}
+		if n := relays(); n != 1 {
+			t.Errorf("shop.nbuy (headers %q): nodegreeter.relay was called %d times; want once", hdr, n)
 		}
 	}
 }
