@@ -32,11 +32,15 @@ const jsonContentType = "application/json"
 // transport): the deadline (the context's, or [WithTimeout]'s), the request
 // ID, the caller's verified claims, the calling function and the W3C trace
 // context. Inside a function, a call made with the function's context
-// passes on the claims and request ID of the call being served and names
-// that function as the caller; elsewhere they come from the context
-// through [reqctx.RequestID] and
-// [reqctx.ClaimsJSON], and a request ID is generated when
-// there is none.
+// passes on the claims, their signature and the request ID of the call
+// being served and names that function as the caller; elsewhere they come
+// from the context through [reqctx.RequestID], [reqctx.ClaimsJSON] and
+// [reqctx.Caller] (authz.policy for the policy's calls), and a request ID
+// is generated when there is none. A call in a context marked by
+// [reqctx.WithPolicyCall] (authz marks the calls its policy makes) is
+// signed with the mark ([transport.ClaimsSigner.SignPolicyCall]), claims
+// or not, so that the nested calls the function makes carry it; without
+// [WithClaimsSigner] such a call fails with 500.
 //
 // A call made with a function's context is a nested call: it goes out on
 // the call route to the host's [Router], which asks the policy before the

@@ -90,20 +90,25 @@ func WithRouterWorkers(n int) ClientOption {
 //     signed for (Mesh-Deadline). A missing, altered or foreign signature
 //     is refused with 401, one whose deadline has passed with 504: forged
 //     claims never reach the policy or a function. A call without
-//     Mesh-Auth is anonymous;
+//     Mesh-Auth is anonymous; if it has a Mesh-Auth-Sig all the same
+//     (the mark of a policy call, below), that must hold too;
 //  3. bounds the deadline: the signed one (for an anonymous call the one it
 //     states, at most [WithTimeout] from now), shortened by an optional
 //     Mesh-Timeout-Ms; refuses the call with 508 when Mesh-Hops (what the
 //     calling function received) reaches the hop limit ([WithMaxHops]);
 //  4. asks the policy (the [AuthorizeFunc]) with the claims, the caller
 //     (the service from the subject, the function from Mesh-Caller, which
-//     must name the same service) and the request ID in the context; a
-//     refusal is answered with the policy's status and the callee never
-//     sees the call;
+//     must name the same service, and never transport.PolicyCaller,
+//     authz.policy: 403) and the request ID in the context, and, when the
+//     signature is that of a call the policy made
+//     ([transport.ClaimsSigner.SignPolicyCall]), the mark
+//     [reqctx.WithPolicyCall], under which the policy makes no call of its
+//     own; a refusal is answered with the policy's status and the callee
+//     never sees the call;
 //  5. forwards the call to <prefix>.B.f with its own connection: the same
 //     params, content type, request ID, claims and trace context, the
-//     claims signed again for the new deadline, Mesh-Caller and Mesh-Hops
-//     one higher (at most 100,000 calls waiting at once: 429 above);
+//     claims (and the mark) signed again for the new deadline, Mesh-Caller
+//     and Mesh-Hops one higher (at most 100,000 calls waiting at once: 429 above);
 //  6. relays the answer (result or error) to the caller's reply subject,
 //     without a reply subject of its own. No instance of B: 503.
 //
