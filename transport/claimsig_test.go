@@ -114,10 +114,16 @@ func FuzzClaimsSignature(f *testing.F) {
 	f.Add(good, `{"sub":"u1"}`, "r1")
 	f.Add("v1.a.", "{}", "")
 	f.Add("v1..x", "", "r")
+	f.Add(s.SignPolicyCall("", "r1", deadline), "", "r1")
+	f.Add(s.SignPolicyCall(`{"sub":"u1"}`, "r1", deadline), `{"sub":"u1"}`, "r1")
 	f.Fuzz(func(t *testing.T, sig, claims, id string) {
 		err := s.Verify(sig, claims, id, deadline, now)
-		if err == nil && (sig != s.Sign(claims, id, deadline)) {
-			t.Fatalf("Verify(%q, %q, %q) accepted a signature Sign would not make", sig, claims, id)
+		want := s.Sign(claims, id, deadline)
+		if s.PolicyCall(sig) {
+			want = s.SignPolicyCall(claims, id, deadline)
+		}
+		if err == nil && sig != want {
+			t.Fatalf("Verify(%q, %q, %q) accepted a signature Sign or SignPolicyCall would not make", sig, claims, id)
 		}
 		if err != nil && !errors.Is(err, transport.ErrClaimsSignature) {
 			t.Fatalf("Verify error %v; want ErrClaimsSignature", err)
