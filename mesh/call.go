@@ -47,7 +47,6 @@ type Call struct {
 
 	header nats.Header // the request's
 	reply  string      // the reply subject
-	ctx    callCtx     // the function's context
 }
 
 // Service returns the name of the service being called.

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
@@ -66,7 +66,8 @@ type Client struct {
 	metrics     *Metrics
 	callPrefix  string
 	signer      *transport.ClaimsSigner
-	router      *Router // WithLocalRouter
+	router      *Router      // WithLocalRouter
+	logger      *slog.Logger // for the Gateway over this Client
 
 	inboxMu sync.Mutex
 	inboxes sync.Map // inboxKey → *inbox
@@ -112,6 +113,7 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 		callPrefix:  cfg.callPrefix,
 		signer:      cfg.signer,
 		router:      cfg.router,
+		logger:      cfg.logger,
 	}
 	if cfg.tracer != nil {
 		c.tracer = cfg.tracer.Tracer(instrumentationName)
@@ -248,20 +250,16 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		return Reply{}, e.Code(), e
 	}
 
-	// The message, its header map and the values come from a pool:
-	// nats.go has written the headers out by the time the request
-	// returns, so they serve the next call.
-	out := getOutMsg()
-	defer out.release()
-	hb, h := out, out.msg.Header
+	h := make(nats.Header, len(req.Header)+8)
 	for k, v := range req.Header {
 		h[k] = v
 	}
+	msg := &nats.Msg{Header: h, Data: req.Params}
 	call, inCall := CallFromContext(ctx)
 	if inCall {
-		hb.set(transport.HeaderDeadline, transport.FormatDeadline(call.deadline))
+		h.Set(transport.HeaderDeadline, transport.FormatDeadline(call.deadline))
 	} else {
-		hb.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
+		h.Set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
 	}
 	requestID := ""
 	if inCall {
@@ -271,29 +269,28 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		// received. A shorter deadline of this call travels as a timeout.
 		requestID = call.requestID
 		if call.rawClaims != "" {
-			hb.set(transport.HeaderAuth, call.rawClaims)
+			h.Set(transport.HeaderAuth, call.rawClaims)
 		}
 		if call.rawSig != "" {
 			// Also without claims: the signature of a call the policy
 			// made marks the calls made within it.
-			hb.set(transport.HeaderAuthSig, call.rawSig)
+			h.Set(transport.HeaderAuthSig, call.rawSig)
 		}
 		if deadline.Before(call.deadline) {
-			hb.set(transport.TimeoutHeader, transport.FormatTimeout(time.Until(deadline)))
+			h.Set(transport.HeaderTimeoutMs, transport.FormatTimeout(time.Until(deadline)))
 		}
-		hb.set(transport.HeaderCaller, call.ep.caller)
+		h.Set(transport.HeaderCaller, call.ep.caller)
 		if call.hops > 0 {
-			hb.set(transport.HeaderHops, strconv.Itoa(call.hops))
+			h.Set(transport.HeaderHops, strconv.Itoa(call.hops))
 		}
 	} else {
 		if raw, ok := reqctx.ClaimsJSON(ctx); ok && len(raw) > 0 {
-			// Read only while the request is written out, below: no copy.
-			hb.set(transport.HeaderAuth, unsafe.String(&raw[0], len(raw)))
+			h.Set(transport.HeaderAuth, string(raw))
 		}
 		if caller, ok := reqctx.Caller(ctx); ok {
 			// The host's own call on behalf of a caller it names: the
 			// policy's (authz.policy), say.
-			hb.set(transport.HeaderCaller, caller.String())
+			h.Set(transport.HeaderCaller, caller.String())
 		}
 	}
 	if requestID == "" {
@@ -304,7 +301,7 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 			requestID = nuid.Next()
 		}
 	}
-	hb.set(transport.HeaderRequestID, requestID)
+	h.Set(transport.HeaderRequestID, requestID)
 	if !inCall {
 		// The host signs the claims it sends, bound to this call, so that
 		// the function can pass them on to a nested call; a call the
@@ -319,13 +316,13 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 			e := transport.NewError(transport.CodeInternal, "a call for the policy needs the host's claims signer (mesh.WithClaimsSigner): its mark travels in the signature")
 			return Reply{}, e.Code(), e
 		case reqctx.PolicyCall(ctx):
-			hb.set(transport.HeaderAuthSig, c.signer.SignPolicyCall(claims, requestID, deadline))
+			h.Set(transport.HeaderAuthSig, c.signer.SignPolicyCall(claims, requestID, deadline))
 		case c.signer != nil && claims != "":
-			hb.set(transport.HeaderAuthSig, c.signer.Sign(claims, requestID, deadline))
+			h.Set(transport.HeaderAuthSig, c.signer.Sign(claims, requestID, deadline))
 		}
 	}
 	if req.ContentType != "" {
-		hb.set(transport.HeaderContentType, req.ContentType)
+		h.Set(transport.HeaderContentType, req.ContentType)
 	}
 
 	var span trace.Span
@@ -343,28 +340,25 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		traceContext.Inject(ctx, headerCarrier(h))
 	}
 
-	out.msg.Data = req.Params
 	var ib *inbox
-	msg := &out.msg
 	if inCall {
-		out.msg.Subject = c.callPrefix + "." + call.svc.name + "." + req.Service + "." + req.Function
+		msg.Subject = c.callPrefix + "." + call.svc.name + "." + req.Service + "." + req.Function
 		var err error
 		if c.router != nil {
 			// The router's checks in the process, then straight to the
 			// function.
-			fwd := getOutMsg()
-			defer fwd.release()
-			if _, err := c.router.check(&out.msg, call.svc.name, req.Service, req.Function, fwd); err != nil {
+			fwd, _, err := c.router.check(msg, call.svc.name, req.Service, req.Function)
+			if err != nil {
 				e := transport.AsError(err)
 				return Reply{}, e.Code(), e
 			}
-			msg = &fwd.msg
+			msg = fwd
 		} else if ib, err = c.inbox(nc, call.svc.name); err != nil {
 			e := transport.WrapError(transport.CodeUnavailable, "cannot receive answers to nested calls", err)
 			return Reply{}, e.Code(), e
 		}
 	} else {
-		out.msg.Subject = c.prefix + "." + req.Service + "." + req.Function
+		msg.Subject = c.prefix + "." + req.Service + "." + req.Function
 	}
 	rep, err := c.send(ctx, nc, ib, timeout, deadline, req, msg)
 	code := codeOK
@@ -428,38 +422,6 @@ func (c *Client) send(ctx context.Context, nc *nats.Conn, ib *inbox, timeout tim
 		}
 		return Reply{Body: m.Data, ContentType: ct}, nil
 	}
-}
-
-// outMsg is a call's request message with room for the values of the
-// headers the client sets (deadline, claims, caller, request ID, content
-// type); trace headers bring their own.
-type outMsg struct {
-	msg  nats.Msg
-	vals [10]string
-	n    int
-}
-
-var outMsgPool = sync.Pool{New: func() any {
-	return &outMsg{msg: nats.Msg{Header: make(nats.Header, 8)}}
-}}
-
-func getOutMsg() *outMsg { return outMsgPool.Get().(*outMsg) }
-
-// set sets a header to one value, held in the message's own array.
-func (o *outMsg) set(key, value string) {
-	o.vals[o.n] = value
-	o.msg.Header[key] = o.vals[o.n : o.n+1 : o.n+1]
-	o.n++
-}
-
-// release empties the message and puts it back in the pool. Nothing may
-// use it after.
-func (o *outMsg) release() {
-	clear(o.msg.Header)
-	o.vals = [10]string{}
-	o.n = 0
-	o.msg.Subject, o.msg.Data, o.msg.Reply = "", nil, ""
-	outMsgPool.Put(o)
 }
 
 // errNotConnected is the cause of the 503 for a call made while the

@@ -342,9 +342,7 @@ func (r *Router) route(m *nats.Msg) {
 		}
 		return
 	}
-	out := getOutMsg()
-	defer out.release()
-	deadline, err := r.check(m, caller, service, function, out)
+	out, deadline, err := r.check(m, caller, service, function)
 	if err != nil {
 		r.replyError(m.Reply, transport.AsError(err))
 		return
@@ -361,8 +359,8 @@ func (r *Router) route(m *nats.Msg) {
 	}
 	r.pending[tok] = pendingCall{reply: m.Reply, service: service, function: function, deadline: deadline}
 	r.mu.Unlock()
-	out.msg.Reply = r.replyPrefix + tok
-	if err := r.nc.PublishMsg(&out.msg); err != nil {
+	out.Reply = r.replyPrefix + tok
+	if err := r.nc.PublishMsg(out); err != nil {
 		r.mu.Lock()
 		delete(r.pending, tok)
 		r.checkIdle()
@@ -383,20 +381,20 @@ var errRouterBusy = transport.NewError(transport.CodeResourceExhausted, "router 
 
 var errUnsigned = transport.NewError(transport.CodeUnauthenticated, "forwarded claims without the host's valid signature")
 
-// check verifies what a nested call carries, asks the policy, and fills
-// out with the call to forward; it returns the forwarded call's deadline.
-func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMsg) (time.Time, error) {
+// check verifies what a nested call carries, asks the policy, and returns
+// the call to forward and its deadline.
+func (r *Router) check(m *nats.Msg, caller, service, function string) (*nats.Msg, time.Time, error) {
 	now := time.Now()
 	h := m.Header
 	requestID := headerValue(h, transport.HeaderRequestID)
 	if requestID != "" && !reqctx.ValidRequestID(requestID) {
-		return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderRequestID+" header")
+		return nil, time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderRequestID+" header")
 	}
 	var deadline time.Time
 	if v := headerValue(h, transport.HeaderDeadline); v != "" {
 		d, err := transport.ParseDeadline(v)
 		if err != nil {
-			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderDeadline+" header", err)
+			return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderDeadline+" header", err)
 		}
 		deadline = d
 	}
@@ -409,16 +407,16 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 		// signature without claims is that of an anonymous call made
 		// within a policy call: it must hold too.
 		if len(claims) > transport.MaxClaimsLen {
-			return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: too long")
+			return nil, time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: too long")
 		}
 		if requestID == "" || deadline.IsZero() {
-			return time.Time{}, errUnsigned
+			return nil, time.Time{}, errUnsigned
 		}
 		switch err := r.cfg.signer.Verify(sig, claims, requestID, deadline, now); {
 		case errors.Is(err, transport.ErrClaimsExpired):
-			return time.Time{}, transport.WrapError(transport.CodeDeadlineExceeded, "the call's deadline has passed", err)
+			return nil, time.Time{}, transport.WrapError(transport.CodeDeadlineExceeded, "the call's deadline has passed", err)
 		case err != nil:
-			return time.Time{}, transport.WrapError(errUnsigned.Code(), errUnsigned.Message(), err)
+			return nil, time.Time{}, transport.WrapError(errUnsigned.Code(), errUnsigned.Message(), err)
 		}
 		policyCall = r.cfg.signer.PolicyCall(sig)
 	} else if limit := now.Add(r.cfg.timeout); deadline.IsZero() || deadline.After(limit) {
@@ -426,44 +424,44 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 		deadline = limit
 	}
 	signed := deadline
-	if v := headerValue(h, transport.TimeoutHeader); v != "" {
+	if v := headerValue(h, transport.HeaderTimeoutMs); v != "" {
 		d, err := transport.ParseTimeout(v)
 		if err != nil {
-			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.TimeoutHeader+" header", err)
+			return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderTimeoutMs+" header", err)
 		}
 		if t := now.Add(d); t.Before(deadline) {
 			deadline = t
 		}
 	}
 	if !now.Before(deadline) {
-		return time.Time{}, transport.NewError(transport.CodeDeadlineExceeded, "the call's deadline has passed")
+		return nil, time.Time{}, transport.NewError(transport.CodeDeadlineExceeded, "the call's deadline has passed")
 	}
 	hops := 0
 	if v := headerValue(h, transport.HeaderHops); v != "" {
 		n, err := transport.ParseHops(v)
 		if err != nil {
-			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderHops+" header", err)
+			return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderHops+" header", err)
 		}
 		hops = n
 	}
 	if hops >= r.cfg.maxHops {
-		return time.Time{}, transport.Errorf(transport.CodeLoopDetected, "call chain too deep: %d nested calls, at most %d", hops+1, r.cfg.maxHops)
+		return nil, time.Time{}, transport.Errorf(transport.CodeLoopDetected, "call chain too deep: %d nested calls, at most %d", hops+1, r.cfg.maxHops)
 	}
 	callerFn, err := transport.ParseCaller(headerValue(h, transport.HeaderCaller))
 	if err != nil {
-		return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid or missing "+transport.HeaderCaller+" header: want the calling service.function", err)
+		return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid or missing "+transport.HeaderCaller+" header: want the calling service.function", err)
 	}
 	if callerFn.Service != caller {
-		return time.Time{}, transport.Errorf(transport.CodeInvalidArgument, "%s names service %s, but the call comes from %s", transport.HeaderCaller, callerFn.Service, caller)
+		return nil, time.Time{}, transport.Errorf(transport.CodeInvalidArgument, "%s names service %s, but the call comes from %s", transport.HeaderCaller, callerFn.Service, caller)
 	}
 	if callerFn == transport.PolicyCaller {
 		// Only a host's policy calls as authz.policy, and never through
 		// the call route: a service named authz may not pass for it.
-		return time.Time{}, transport.Errorf(transport.CodePermissionDenied, "%s %s is the host's policy; no service may call as it", transport.HeaderCaller, callerFn)
+		return nil, time.Time{}, transport.Errorf(transport.CodePermissionDenied, "%s %s is the host's policy; no service may call as it", transport.HeaderCaller, callerFn)
 	}
 	ct := headerValue(h, transport.HeaderContentType)
 	if len(ct) > maxContentTypeLen {
-		return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid Content-Type header: too long")
+		return nil, time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid Content-Type header: too long")
 	}
 	if requestID == "" {
 		requestID = nuid.Next()
@@ -473,7 +471,7 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 	if claims != "" {
 		decoded, err := r.decodeClaims(claims)
 		if err != nil {
-			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header", err)
+			return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header", err)
 		}
 		ctx = reqctx.WithClaims(ctx, decoded.m, decoded.raw)
 	}
@@ -483,15 +481,16 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 		ctx = reqctx.WithPolicyCall(ctx)
 	}
 	if err := r.authorize(ctx, service, function, m.Data); err != nil {
-		return time.Time{}, err
+		return nil, time.Time{}, err
 	}
 
-	out.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
-	out.set(transport.HeaderRequestID, requestID)
-	out.set(transport.HeaderCaller, callerFn.String())
-	out.set(transport.HeaderHops, strconv.Itoa(hops+1))
+	fh := make(nats.Header, 9)
+	fh.Set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
+	fh.Set(transport.HeaderRequestID, requestID)
+	fh.Set(transport.HeaderCaller, callerFn.String())
+	fh.Set(transport.HeaderHops, strconv.Itoa(hops+1))
 	if claims != "" {
-		out.set(transport.HeaderAuth, claims)
+		fh.Set(transport.HeaderAuth, claims)
 	}
 	if sig != "" {
 		if !deadline.Equal(signed) {
@@ -504,20 +503,18 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 				sig = r.cfg.signer.Sign(claims, requestID, deadline)
 			}
 		}
-		out.set(transport.HeaderAuthSig, sig)
+		fh.Set(transport.HeaderAuthSig, sig)
 	}
 	if ct != "" {
-		out.set(transport.HeaderContentType, ct)
+		fh.Set(transport.HeaderContentType, ct)
 	}
 	if v := headerValue(h, transport.HeaderTraceparent); v != "" && len(v) <= maxTraceparentLen {
-		out.set(transport.HeaderTraceparent, v)
+		fh.Set(transport.HeaderTraceparent, v)
 		if v := headerValue(h, transport.HeaderTracestate); v != "" && len(v) <= maxTracestateLen {
-			out.set(transport.HeaderTracestate, v)
+			fh.Set(transport.HeaderTracestate, v)
 		}
 	}
-	out.msg.Subject = r.cfg.prefix + "." + service + "." + function
-	out.msg.Data = m.Data
-	return deadline, nil
+	return &nats.Msg{Subject: r.cfg.prefix + "." + service + "." + function, Header: fh, Data: m.Data}, deadline, nil
 }
 
 // Bounds of the trace headers a router passes on: a traceparent is 55

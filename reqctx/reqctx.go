@@ -171,10 +171,37 @@ func EnsureRequestID(ctx context.Context, h http.Header) context.Context {
 	if _, ok := RequestID(ctx); ok {
 		return ctx
 	}
-	id := h.Get(transport.RequestIDHeader)
+	id := h.Get(transport.HeaderXRequestID)
 	if !ValidRequestID(id) {
 		id = nuid.Next()
-		h.Set(transport.RequestIDHeader, id)
+		h.Set(transport.HeaderXRequestID, id)
 	}
 	return WithRequestID(ctx, id)
+}
+
+// DefaultMaxBodyBytes is the request body limit of a handler that reads
+// the whole body (the authz middleware, the async and event handlers,
+// the Space Cloud handler) when no [WithMaxBodyBytes] set one: 1 MiB,
+// NATS's default max payload.
+const DefaultMaxBodyBytes = 1 << 20
+
+type maxBodyKey struct{}
+
+// WithMaxBodyBytes returns a context that carries the request body limit,
+// n bytes. middleware.BodyLimit sets it, so that the limit is given in one
+// place: every funcmesh handler that reads the body reads at most
+// [MaxBodyBytes] and answers 413 above it.
+func WithMaxBodyBytes(ctx context.Context, n int64) context.Context {
+	return context.WithValue(ctx, maxBodyKey{}, n)
+}
+
+// MaxBodyBytes returns the body limit put in ctx by [WithMaxBodyBytes],
+// else [DefaultMaxBodyBytes]; ok reports whether one was put there. The
+// mesh gateway bounds it further by what the broker carries.
+func MaxBodyBytes(ctx context.Context) (n int64, ok bool) {
+	n, ok = ctx.Value(maxBodyKey{}).(int64)
+	if !ok || n <= 0 {
+		return DefaultMaxBodyBytes, false
+	}
+	return n, true
 }

@@ -58,7 +58,7 @@
 // unchanged, Mesh-Auth, Mesh-Auth-Sig (also when there is no Mesh-Auth),
 // Mesh-Request-Id, Mesh-Deadline and Mesh-Hops of the call being served, and traceparent/tracestate; set
 // Mesh-Caller to "A.<calling function>"; optionally Mesh-Timeout-Ms
-// ([TimeoutHeader]) for a shorter deadline than the one passed on;
+// ([HeaderTimeoutMs]) for a shorter deadline than the one passed on;
 // Content-Type as for any call. Only the host's routers take requests on
 // the call route: a router checks the signature (claims without a valid
 // one, or a signature without claims that does not hold: 401; signed for
