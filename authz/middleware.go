@@ -62,9 +62,7 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 					in.Auth = claims
 				}
 			}
-			if c, ok := reqctx.Caller(ctx); ok {
-				in.Caller = &c
-			}
+			in.Caller = callerOf(ctx)
 			if cp.uses.has("token") {
 				in.Token, _ = reqctx.Token(ctx)
 			}
