@@ -105,10 +105,13 @@ func (u inputUses) below(key string) (whole bool, paths [][]string) {
 	if u.all {
 		return true, nil
 	}
+	var reads inputUses // a type read as a value read, and paths minimal again
 	for _, p := range slices.Concat(u.paths, u.types) {
-		if p[0] != key {
-			continue
+		if p[0] == key {
+			reads.add(p)
 		}
+	}
+	for _, p := range reads.paths {
 		if len(p) == 1 {
 			return true, nil
 		}
