@@ -137,10 +137,7 @@ func goParams(p any, t *readTree) (any, error) {
 		if len(raw) == 0 {
 			return nil, nil
 		}
-		if _, err := scanJSON(raw); err != nil {
-			return nil, err
-		}
-		return pickParams(raw, t)
+		return checkPick(raw, t)
 	}
 	return p, nil
 }

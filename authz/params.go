@@ -30,10 +30,7 @@ var errParamsCase = errors.New("authz: params: keys that differ only in letter c
 // object is converted to OPA's values only as the policy reads it (see
 // goValue).
 func decodeParams(data []byte, t *readTree, lazy bool) (ast.Value, error) {
-	if _, err := scanJSON(data); err != nil {
-		return nil, err
-	}
-	v, err := pickParams(data, t)
+	v, err := checkPick(data, t)
 	if err != nil {
 		return nil, err
 	}
