@@ -29,6 +29,7 @@ import (
 //     is evaluated once, when it is made: its decision is a constant.
 //   - Otherwise the decision is cached, keyed by the values of exactly the
 //     input paths the residual reads (found by walking it, see usesOf),
+//     or by their types alone where only a type built-in tests them,
 //     unless it calls a non-deterministic built-in, uses with, or reads
 //     input whole. Data never changes without a reload, and a reload
 //     builds a new policy with new tables and caches.

@@ -14,7 +14,8 @@ import (
 //
 //  1. scanJSON checks the whole document as decodeParams always has
 //     (JSON syntax, nesting depth, number bounds, keys that differ only in
-//     letter case) without building anything;
+//     letter case) without building anything; checkPick does it in the
+//     walk that finds the members of the object the policy reads;
 //  2. pickParams decodes only the parts the policy reads: for a policy
 //     that reads input.params.amount and input.params.user, an object with
 //     those two keys. A part read whole (input.params.items passed to

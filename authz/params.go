@@ -37,9 +37,9 @@ func decodeParams(data []byte, t *readTree, lazy bool) (ast.Value, error) {
 	return goValue(v, lazy)
 }
 
-// checkDepth reports nesting deeper than MaxParamsDepth, before the
-// decoder (whose own limit is far higher) spends any work on it. Brackets
-// inside strings do not count.
+// checkDepth reports nesting deeper than MaxParamsDepth anywhere in
+// data, valid JSON or not (see checkError). Brackets inside strings do
+// not count.
 func checkDepth(data []byte) error {
 	depth := 0
 	inString := false
