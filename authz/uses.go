@@ -90,9 +90,11 @@ func (u inputUses) has(key string) bool {
 	if u.all {
 		return true
 	}
-	for _, p := range slices.Concat(u.paths, u.types) {
-		if p[0] == key {
-			return true
+	for _, paths := range [2][][]string{u.paths, u.types} {
+		for _, p := range paths {
+			if p[0] == key {
+				return true
+			}
 		}
 	}
 	return false
