@@ -102,3 +102,12 @@ func CacheKeys(a *Authorizer, service, function string) [][]string {
 	}
 	return keys
 }
+
+// WithoutDifferential runs f with the differential check off, for a test
+// that measures the fast path alone; no other test may run meanwhile.
+func WithoutDifferential(f func()) {
+	saved := differential
+	differential = nil
+	defer func() { differential = saved }()
+	f()
+}
