@@ -265,9 +265,9 @@ type member struct {
 }
 
 // object walks an object, checking that no two of its keys differ only
-// in letter case. With pick not nil, it reports each key and its value's
-// span to pick.
-func (s *jsonScan) object(pick func(member)) {
+// in letter case. With p not nil, it gives p each key and its value's
+// span.
+func (s *jsonScan) object(p *picker) {
 	if !s.open() {
 		return
 	}
@@ -314,12 +314,12 @@ func (s *jsonScan) object(pick func(member)) {
 		if s.err != nil {
 			return
 		}
-		if pick != nil {
+		if p != nil {
 			end := s.i
 			for end > start && isBlank(s.data[end-1]) {
 				end--
 			}
-			pick(member{key: string(key), start: start, end: end})
+			p.pick(key, start, end)
 		}
 		switch s.peek() {
 		case ',':
@@ -418,7 +418,7 @@ func pickParams(data []byte, t *readTree) (any, error) {
 		return nil, nil
 	}
 	p := picker{t: t}
-	s.object(p.pick)
+	s.object(&p)
 	if s.err != nil {
 		return nil, s.err
 	}
@@ -444,7 +444,7 @@ func checkPick(data []byte, t *readTree) (any, error) {
 		return decodeWhole(data, s.cost)
 	}
 	p := picker{t: t}
-	s.object(p.pick)
+	s.object(&p)
 	if s.err == nil {
 		s.ws()
 		if s.i != len(data) {
@@ -475,22 +475,21 @@ func decodeWhole(data []byte, cost int64) (any, error) {
 // picker collects the members of an object that a read tree reads.
 type picker struct {
 	t     *readTree
-	small [4]member
 	found []member
 }
 
-func (p *picker) pick(m member) {
-	if p.t.keys[m.key] == nil {
+// pick takes the member key, whose value is data[start:end], if the tree
+// reads it.
+func (p *picker) pick(key []byte, start, end int) {
+	if p.t.keys[string(key)] == nil {
 		return
 	}
+	m := member{key: string(key), start: start, end: end}
 	for i := range p.found {
 		if p.found[i].key == m.key {
 			p.found[i] = m // the last of duplicate keys, as encoding/json
 			return
 		}
-	}
-	if p.found == nil {
-		p.found = p.small[:0]
 	}
 	p.found = append(p.found, m)
 }
