@@ -220,7 +220,6 @@ func TestNewErrors(t *testing.T) {
 		{"data under a rule", []authz.Option{authz.Module("p.rego", "package funcmesh.authz\nallow := true\n"), authz.Data(map[string]any{"funcmesh": map[string]any{"authz": map[string]any{"allow": false}}})}, "conflict"},
 		{"credential header", []authz.Option{authz.Module("p.rego", "package funcmesh.authz\nallow := true\n"), authz.WithHeaders("Authorization")}, "never given to the policy"},
 		{"bad header name", []authz.Option{authz.Module("p.rego", "package funcmesh.authz\nallow := true\n"), authz.WithHeaders("a b")}, "not a header name"},
-		{"bad body limit", []authz.Option{authz.Module("p.rego", "package funcmesh.authz\nallow := true\n"), authz.WithMaxBodyBytes(0)}, "positive"},
 		{"watch without files", []authz.Option{authz.Module("p.rego", "package funcmesh.authz\nallow := true\n"), authz.WithWatch(true)}, "no Files or RulesFile"},
 	}
 	for _, tt := range tests {

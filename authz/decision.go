@@ -174,7 +174,7 @@ func allowedHeader(name, value string) bool {
 	switch n := http.CanonicalHeaderKey(name); {
 	case n == "Www-Authenticate", n == "Retry-After":
 		return true
-	case n == transport.RequestIDHeader:
+	case n == transport.HeaderXRequestID:
 		return false
 	default:
 		return strings.HasPrefix(n, "X-")

@@ -25,12 +25,12 @@ import (
 //
 // A service or function that is not a valid name is answered with 400.
 // When the policy refers to input.params, the body is read (at most
-// [WithMaxBodyBytes], else 413), checked as JSON (malformed, or an object
-// with keys that differ only in letter case: 400; empty: null) whatever
-// its Content-Type says, since the service may read it as JSON all the
-// same, and decoded as far as the policy reads it (a part read whole that
-// would take more than 32 times its size: 413; more than
-// [WithMaxDecoding] calls at once: 429). The body is then handed to next
+// reqctx.MaxBodyBytes, the limit middleware.BodyLimit sets, else 413),
+// checked as JSON (malformed, or an object with keys that differ only in
+// letter case: 400; empty: null) whatever its Content-Type says, since
+// the service may read it as JSON all the same, and decoded as far as the
+// policy reads it (a part read whole that would take more than 32 times
+// its size: 413; more than [WithMaxDecoding] calls at once: 429). The body is then handed to next
 // as a [*Body] over the same bytes. Every error body is written by
 // transport.WriteHTTPError.
 //
@@ -68,13 +68,14 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 				in.Token, _ = reqctx.Token(ctx)
 			}
 			if cp.params != nil {
-				data, err := readBody(r, cfg.maxBody)
+				limit, _ := reqctx.MaxBodyBytes(ctx)
+				data, err := readBody(r, limit)
 				if err != nil {
 					transport.WriteHTTPError(w, err)
 					return
 				}
 				in.Params = json.RawMessage(data)
-				// The body is read (at most maxBody); what decoding it
+				// The body is read (at most limit); what decoding it
 				// and deciding take is bounded by the slots.
 				if !a.acquire() {
 					transport.WriteHTTPError(w, errBusy)

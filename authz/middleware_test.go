@@ -13,6 +13,7 @@ import (
 
 	"github.com/funcmesh/funcmesh/authz"
 	"github.com/funcmesh/funcmesh/internal/syncbuf"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -124,8 +125,12 @@ func TestMiddlewareRules(t *testing.T) {
 				{"rule": "match", "eval": "<=", "type": "number", "f1": "args.params.amount", "f2": 100}]}},
 			"default": {"rule": {"rule": "deny"}}}},
 		"default": {"functions": {"default": {"rule": {"rule": "allow"}}}}}}`
-	a := newAuthorizer(t, authz.RulesJSON([]byte(rules)), authz.WithClaims(testClaims), authz.WithMaxBodyBytes(128))
-	srv := serve(t, a)
+	a := newAuthorizer(t, authz.RulesJSON([]byte(rules)), authz.WithClaims(testClaims))
+	srv := serve(t, a, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r.WithContext(reqctx.WithMaxBodyBytes(r.Context(), 128))) // as middleware.BodyLimit does
+		})
+	})
 	user := `{"sub": "u1"}`
 	tests := []struct {
 		name     string

@@ -25,11 +25,6 @@ func (f optionFunc) apply(c *config) { f(c) }
 // [WithQuery] names another one.
 const DefaultQuery = "data.funcmesh.authz"
 
-// DefaultMaxBodyBytes is the largest body the middleware reads into
-// input.params unless [WithMaxBodyBytes] sets another limit; it matches
-// NATS's default maximum payload.
-const DefaultMaxBodyBytes = 1 << 20
-
 // MaxParamsDepth is how deeply arrays and objects may nest in params the
 // middleware decodes.
 const MaxParamsDepth = 64
@@ -46,7 +41,6 @@ type config struct {
 	claims       func(context.Context) (map[string]any, bool)
 	route        func(*http.Request) (service, function string)
 	headers      []string // lower case
-	maxBody      int64
 	maxDecoding  int
 	call         *policyCalls // WithCall
 	errs         []error
@@ -221,19 +215,6 @@ func WithHeaders(names ...string) Option {
 	})
 }
 
-// WithMaxBodyBytes sets the largest request body the middleware reads to
-// build input.params; a larger body is answered with 413. The default is
-// [DefaultMaxBodyBytes] (1 MiB).
-func WithMaxBodyBytes(n int64) Option {
-	return optionFunc(func(c *config) {
-		if n <= 0 {
-			c.errs = append(c.errs, fmt.Errorf("authz: WithMaxBodyBytes(%d): want a positive limit", n))
-			return
-		}
-		c.maxBody = n
-	})
-}
-
 // DefaultMaxDecoding is how many calls may have their params decoded and
 // decided at once unless [WithMaxDecoding] sets another bound.
 const DefaultMaxDecoding = 64
@@ -267,7 +248,6 @@ var defaultConfig = func() config {
 
 func (c *config) defaults() {
 	c.query = DefaultQuery
-	c.maxBody = DefaultMaxBodyBytes
 	c.maxDecoding = DefaultMaxDecoding
 	c.route = pathValues
 }

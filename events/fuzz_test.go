@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/funcmesh/funcmesh/events"
+	"github.com/funcmesh/funcmesh/reqctx"
 )
 
 // FuzzEmitHandler drives the emit handler with arbitrary event types,
@@ -27,9 +28,10 @@ func FuzzEmitHandler(f *testing.F) {
 	f.Add("signup", "", []byte(`{}`), strings.Repeat("x", 300))
 	f.Add("sign\u00e9up", "é", []byte(`[`), "application/cloudevents+json")
 	f.Fuzz(func(t *testing.T, typ, key string, body []byte, ct string) {
-		h := &events.Handler{Events: e.ev, MaxBodyBytes: 4096}
+		h := &events.Handler{Events: e.ev}
 		emit := func() *httptest.ResponseRecorder {
 			r := httptest.NewRequest(http.MethodPost, "/fn/events/x", strings.NewReader(string(body)))
+			r = r.WithContext(reqctx.WithMaxBodyBytes(r.Context(), 4096)) // as middleware.BodyLimit(4096) does
 			r.SetPathValue("service", "events")
 			r.SetPathValue("function", typ)
 			if key != "" {

@@ -35,8 +35,6 @@ type Handler struct {
 	// Service is the service name of emits; default DefaultService. A
 	// real service of that name cannot be called through this handler.
 	Service string
-	// MaxBodyBytes bounds the data; default 1 MiB (413 above).
-	MaxBodyBytes int64
 }
 
 // ServeHTTP implements http.Handler.
@@ -53,10 +51,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Next.ServeHTTP(w, r)
 		return
 	}
-	limit := h.MaxBodyBytes
-	if limit <= 0 {
-		limit = 1 << 20
-	}
+	// The data is bounded by middleware.BodyLimit's limit (413 above).
+	limit, _ := reqctx.MaxBodyBytes(r.Context())
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -124,8 +124,8 @@ func newAsyncFixture(t *testing.T) *asyncFixture {
 	// origin needs them allowed, and Location exposed.
 	cors, err := middleware.CORS(middleware.CORSOptions{
 		AllowedOrigins: []string{f.allowed.URL},
-		AllowedHeaders: []string{"Authorization", "Content-Type", transport.RequestIDHeader, transport.TimeoutHeader, "Prefer", "Idempotency-Key"},
-		ExposedHeaders: []string{transport.RequestIDHeader, "Location"},
+		AllowedHeaders: []string{"Authorization", "Content-Type", transport.HeaderXRequestID, transport.HeaderTimeoutMs, "Prefer", "Idempotency-Key"},
+		ExposedHeaders: []string{transport.HeaderXRequestID, "Location"},
 	})
 	if err != nil {
 		t.Fatal(err)

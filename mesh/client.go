@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
@@ -32,11 +32,15 @@ const jsonContentType = "application/json"
 // transport): the deadline (the context's, or [WithTimeout]'s), the request
 // ID, the caller's verified claims, the calling function and the W3C trace
 // context. Inside a function, a call made with the function's context
-// passes on the claims and request ID of the call being served and names
-// that function as the caller; elsewhere they come from the context
-// through [reqctx.RequestID] and
-// [reqctx.ClaimsJSON], and a request ID is generated when
-// there is none.
+// passes on the claims, their signature and the request ID of the call
+// being served and names that function as the caller; elsewhere they come
+// from the context through [reqctx.RequestID], [reqctx.ClaimsJSON] and
+// [reqctx.Caller] (authz.policy for the policy's calls), and a request ID
+// is generated when there is none. A call in a context marked by
+// [reqctx.WithPolicyCall] (authz marks the calls its policy makes) is
+// signed with the mark ([transport.ClaimsSigner.SignPolicyCall]), claims
+// or not, so that the nested calls the function makes carry it; without
+// [WithClaimsSigner] such a call fails with 500.
 //
 // A call made with a function's context is a nested call: it goes out on
 // the call route to the host's [Router], which asks the policy before the
@@ -62,7 +66,8 @@ type Client struct {
 	metrics     *Metrics
 	callPrefix  string
 	signer      *transport.ClaimsSigner
-	router      *Router // WithLocalRouter
+	router      *Router      // WithLocalRouter
+	logger      *slog.Logger // for the Gateway over this Client
 
 	inboxMu sync.Mutex
 	inboxes sync.Map // inboxKey → *inbox
@@ -108,6 +113,7 @@ func newClient(nc *nats.Conn, cfg clientConfig) (*Client, error) {
 		callPrefix:  cfg.callPrefix,
 		signer:      cfg.signer,
 		router:      cfg.router,
+		logger:      cfg.logger,
 	}
 	if cfg.tracer != nil {
 		c.tracer = cfg.tracer.Tracer(instrumentationName)
@@ -244,20 +250,16 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		return Reply{}, e.Code(), e
 	}
 
-	// The message, its header map and the values come from a pool:
-	// nats.go has written the headers out by the time the request
-	// returns, so they serve the next call.
-	out := getOutMsg()
-	defer out.release()
-	hb, h := out, out.msg.Header
+	h := make(nats.Header, len(req.Header)+8)
 	for k, v := range req.Header {
 		h[k] = v
 	}
+	msg := &nats.Msg{Header: h, Data: req.Params}
 	call, inCall := CallFromContext(ctx)
 	if inCall {
-		hb.set(transport.HeaderDeadline, transport.FormatDeadline(call.deadline))
+		h.Set(transport.HeaderDeadline, transport.FormatDeadline(call.deadline))
 	} else {
-		hb.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
+		h.Set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
 	}
 	requestID := ""
 	if inCall {
@@ -267,21 +269,29 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		// received. A shorter deadline of this call travels as a timeout.
 		requestID = call.requestID
 		if call.rawClaims != "" {
-			hb.set(transport.HeaderAuth, call.rawClaims)
-			if call.rawSig != "" {
-				hb.set(transport.HeaderAuthSig, call.rawSig)
-			}
+			h.Set(transport.HeaderAuth, call.rawClaims)
+		}
+		if call.rawSig != "" {
+			// Also without claims: the signature of a call the policy
+			// made marks the calls made within it.
+			h.Set(transport.HeaderAuthSig, call.rawSig)
 		}
 		if deadline.Before(call.deadline) {
-			hb.set(transport.TimeoutHeader, transport.FormatTimeout(time.Until(deadline)))
+			h.Set(transport.HeaderTimeoutMs, transport.FormatTimeout(time.Until(deadline)))
 		}
-		hb.set(transport.HeaderCaller, call.ep.caller)
+		h.Set(transport.HeaderCaller, call.ep.caller)
 		if call.hops > 0 {
-			hb.set(transport.HeaderHops, strconv.Itoa(call.hops))
+			h.Set(transport.HeaderHops, strconv.Itoa(call.hops))
 		}
-	} else if raw, ok := reqctx.ClaimsJSON(ctx); ok && len(raw) > 0 {
-		// Read only while the request is written out, below: no copy.
-		hb.set(transport.HeaderAuth, unsafe.String(&raw[0], len(raw)))
+	} else {
+		if raw, ok := reqctx.ClaimsJSON(ctx); ok && len(raw) > 0 {
+			h.Set(transport.HeaderAuth, string(raw))
+		}
+		if caller, ok := reqctx.Caller(ctx); ok {
+			// The host's own call on behalf of a caller it names: the
+			// policy's (authz.policy), say.
+			h.Set(transport.HeaderCaller, caller.String())
+		}
 	}
 	if requestID == "" {
 		if id, ok := reqctx.RequestID(ctx); ok {
@@ -291,16 +301,28 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 			requestID = nuid.Next()
 		}
 	}
-	hb.set(transport.HeaderRequestID, requestID)
-	if !inCall && c.signer != nil {
+	h.Set(transport.HeaderRequestID, requestID)
+	if !inCall {
 		// The host signs the claims it sends, bound to this call, so that
-		// the function can pass them on to a nested call.
+		// the function can pass them on to a nested call; a call the
+		// policy makes is signed with its mark, claims or not, so that
+		// the nested calls made within it carry the mark.
+		claims := ""
 		if v := h[transport.HeaderAuth]; len(v) > 0 {
-			hb.set(transport.HeaderAuthSig, c.signer.Sign(v[0], requestID, deadline))
+			claims = v[0]
+		}
+		switch {
+		case reqctx.PolicyCall(ctx) && c.signer == nil:
+			e := transport.NewError(transport.CodeInternal, "a call for the policy needs the host's claims signer (mesh.WithClaimsSigner): its mark travels in the signature")
+			return Reply{}, e.Code(), e
+		case reqctx.PolicyCall(ctx):
+			h.Set(transport.HeaderAuthSig, c.signer.SignPolicyCall(claims, requestID, deadline))
+		case c.signer != nil && claims != "":
+			h.Set(transport.HeaderAuthSig, c.signer.Sign(claims, requestID, deadline))
 		}
 	}
 	if req.ContentType != "" {
-		hb.set(transport.HeaderContentType, req.ContentType)
+		h.Set(transport.HeaderContentType, req.ContentType)
 	}
 
 	var span trace.Span
@@ -318,28 +340,25 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		traceContext.Inject(ctx, headerCarrier(h))
 	}
 
-	out.msg.Data = req.Params
 	var ib *inbox
-	msg := &out.msg
 	if inCall {
-		out.msg.Subject = c.callPrefix + "." + call.svc.name + "." + req.Service + "." + req.Function
+		msg.Subject = c.callPrefix + "." + call.svc.name + "." + req.Service + "." + req.Function
 		var err error
 		if c.router != nil {
 			// The router's checks in the process, then straight to the
 			// function.
-			fwd := getOutMsg()
-			defer fwd.release()
-			if _, err := c.router.check(&out.msg, call.svc.name, req.Service, req.Function, fwd); err != nil {
+			fwd, _, err := c.router.check(msg, call.svc.name, req.Service, req.Function)
+			if err != nil {
 				e := transport.AsError(err)
 				return Reply{}, e.Code(), e
 			}
-			msg = &fwd.msg
+			msg = fwd
 		} else if ib, err = c.inbox(nc, call.svc.name); err != nil {
 			e := transport.WrapError(transport.CodeUnavailable, "cannot receive answers to nested calls", err)
 			return Reply{}, e.Code(), e
 		}
 	} else {
-		out.msg.Subject = c.prefix + "." + req.Service + "." + req.Function
+		msg.Subject = c.prefix + "." + req.Service + "." + req.Function
 	}
 	rep, err := c.send(ctx, nc, ib, timeout, deadline, req, msg)
 	code := codeOK
@@ -403,38 +422,6 @@ func (c *Client) send(ctx context.Context, nc *nats.Conn, ib *inbox, timeout tim
 		}
 		return Reply{Body: m.Data, ContentType: ct}, nil
 	}
-}
-
-// outMsg is a call's request message with room for the values of the
-// headers the client sets (deadline, claims, caller, request ID, content
-// type); trace headers bring their own.
-type outMsg struct {
-	msg  nats.Msg
-	vals [10]string
-	n    int
-}
-
-var outMsgPool = sync.Pool{New: func() any {
-	return &outMsg{msg: nats.Msg{Header: make(nats.Header, 8)}}
-}}
-
-func getOutMsg() *outMsg { return outMsgPool.Get().(*outMsg) }
-
-// set sets a header to one value, held in the message's own array.
-func (o *outMsg) set(key, value string) {
-	o.vals[o.n] = value
-	o.msg.Header[key] = o.vals[o.n : o.n+1 : o.n+1]
-	o.n++
-}
-
-// release empties the message and puts it back in the pool. Nothing may
-// use it after.
-func (o *outMsg) release() {
-	clear(o.msg.Header)
-	o.vals = [10]string{}
-	o.n = 0
-	o.msg.Subject, o.msg.Data, o.msg.Reply = "", nil, ""
-	outMsgPool.Put(o)
 }
 
 // errNotConnected is the cause of the 503 for a call made while the

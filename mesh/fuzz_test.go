@@ -53,7 +53,7 @@ func FuzzGatewayNames(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	gw.Names = func(r *http.Request) (string, string) {
+	gw.Route = func(r *http.Request) (string, string) {
 		n := r.Context().Value(namesKey{}).([2]string)
 		return n[0], n[1]
 	}

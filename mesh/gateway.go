@@ -27,7 +27,9 @@ const headerRoom = 4 << 10
 //	mux.Handle("POST /fn/{service}/{function}", chain.Then(gw))
 //
 // It answers 405 to any method but POST, reads the names from the route,
-// checks them (400), reads the body within the limit (413), makes the
+// checks them (400), reads the body within the limit (413: the limit of
+// middleware.BodyLimit in front of it, never above what the broker
+// carries), makes the
 // call with the request's context through Client (which sends the
 // deadline, request ID, verified claims and trace context: headers the
 // HTTP client sent are never forwarded, so no Mesh-* header can be
@@ -38,7 +40,7 @@ const headerRoom = 4 << 10
 //
 // The call's deadline is the request context's, else the Client's
 // timeout: the gateway's maximum. A caller may ask for less with the
-// Mesh-Timeout-Ms request header ([transport.TimeoutHeader], decimal
+// Mesh-Timeout-Ms request header ([transport.HeaderTimeoutMs], decimal
 // milliseconds); a longer value leaves the maximum as it is, and a value
 // that is not 1 to 10 digits above zero is a 400. The function's context
 // and the Mesh-Deadline header carry the resulting deadline.
@@ -50,19 +52,12 @@ type Gateway struct {
 	// Client makes the calls; it is required.
 	Client *Client
 
-	// Names returns the service and function a request calls. nil reads
-	// r.PathValue("service") and r.PathValue("function"), which a
-	// net/http ServeMux pattern like "POST /fn/{service}/{function}" sets;
-	// give a function here for another router.
-	Names func(r *http.Request) (service, function string)
-
-	// MaxBodyBytes bounds the params. 0 means as large as the broker
-	// takes: the connection's max payload less 4 KiB for the call's
-	// headers and less the claims.
-	// A larger value is lowered to that, since NATS could not carry the
-	// call anyway. Above the bound the answer is 413; an
-	// *http.MaxBytesError from a body limit middleware is 413 too.
-	MaxBodyBytes int64
+	// Route returns the service and function a request calls, as
+	// authz.WithRoute does for the policy. nil reads r.PathValue("service")
+	// and r.PathValue("function"), which a net/http ServeMux pattern like
+	// "POST /fn/{service}/{function}" sets; give a function here for
+	// another router.
+	Route func(r *http.Request) (service, function string)
 
 	// MaxInFlight bounds the calls the gateway makes at once; above it the
 	// answer is 429 at once. 0 means no bound.
@@ -76,15 +71,11 @@ type Gateway struct {
 	Discovery *Discovery
 
 	// ErrorHandler writes the response for a failed call; err is a
-	// *transport.Error whose Unwrap holds the internal cause. nil logs
-	// the failure to ErrorLog and writes err with
-	// [transport.WriteHTTPError].
-	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
-
-	// ErrorLog receives the internals of server-side failures (5xx): the
+	// *transport.Error whose Unwrap holds the internal cause. nil logs a
+	// server error (5xx) to the Client's logger ([WithLogger]: the
 	// request ID, service, function and the cause's text, which the HTTP
-	// caller never sees. nil is silent.
-	ErrorLog *slog.Logger
+	// caller never sees) and writes err with [transport.WriteHTTPError].
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 	discOnce   sync.Once
 	disc       *Discovery
@@ -136,8 +127,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer g.inFlight.Add(-1)
 	}
 	var service, function string
-	if g.Names != nil {
-		service, function = g.Names(r)
+	if g.Route != nil {
+		service, function = g.Route(r)
 	} else {
 		service, function = r.PathValue("service"), r.PathValue("function")
 	}
@@ -150,7 +141,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if vs := r.Header[transport.TimeoutHeader]; vs != nil {
+	if vs := r.Header[transport.HeaderTimeoutMs]; vs != nil {
 		tctx, cancel, err := g.callerTimeout(ctx, vs)
 		if err != nil {
 			g.fail(w, r, service, function, err)
@@ -205,7 +196,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(rep.Body)
 }
 
-// bodyLimit is the largest body the call can carry. The broker's max
+// bodyLimit is the largest body the call may carry: the limit of
+// middleware.BodyLimit (reqctx.MaxBodyBytes), never above what the broker
+// takes, which is the limit without one: the connection's max payload less
+// 4 KiB for the call's headers and less the claims. The broker's max
 // payload is read from the connection when fresh is set or it was never
 // read: reading it takes a lock that every call on the connection
 // contends for, and it changes only when the connection reconnects to a
@@ -222,8 +216,8 @@ func (g *Gateway) bodyLimit(ctx context.Context, fresh bool) int64 {
 	if raw, ok := reqctx.ClaimsJSON(ctx); ok {
 		limit -= int64(len(raw))
 	}
-	if g.MaxBodyBytes > 0 && g.MaxBodyBytes < limit {
-		return g.MaxBodyBytes
+	if n, ok := reqctx.MaxBodyBytes(ctx); ok && n < limit {
+		return n
 	}
 	return max(limit, 0)
 }
@@ -235,11 +229,11 @@ func (g *Gateway) bodyLimit(ctx context.Context, fresh bool) int64 {
 // a 400.
 func (g *Gateway) callerTimeout(ctx context.Context, vs []string) (context.Context, context.CancelFunc, error) {
 	if len(vs) != 1 {
-		return nil, nil, transport.NewError(transport.CodeInvalidArgument, "more than one "+transport.TimeoutHeader+" header")
+		return nil, nil, transport.NewError(transport.CodeInvalidArgument, "more than one "+transport.HeaderTimeoutMs+" header")
 	}
 	d, err := transport.ParseTimeout(vs[0])
 	if err != nil {
-		return nil, nil, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.TimeoutHeader+" header: want milliseconds, 1 to 10 digits, above 0", err)
+		return nil, nil, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderTimeoutMs+" header: want milliseconds, 1 to 10 digits, above 0", err)
 	}
 	if _, ok := ctx.Deadline(); !ok && d >= g.Client.timeout {
 		return ctx, func() {}, nil
@@ -271,13 +265,13 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, service, function
 		return
 	}
 	e := transport.AsError(err)
-	if g.ErrorLog != nil && e.HTTPStatus() >= 500 {
+	if log := g.Client.logger; log != nil && e.HTTPStatus() >= 500 {
 		level := slog.LevelWarn
 		if e.Code() == transport.CodeInternal || e.Code() == transport.CodeBadReply {
 			level = slog.LevelError
 		}
 		attrs := []slog.Attr{
-			slog.String("request_id", w.Header().Get(transport.RequestIDHeader)),
+			slog.String("request_id", w.Header().Get(transport.HeaderXRequestID)),
 			slog.String("service", service),
 			slog.String("function", function),
 			slog.Int("status", e.HTTPStatus()),
@@ -289,7 +283,7 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, service, function
 		if cause := e.Unwrap(); cause != nil {
 			attrs = append(attrs, slog.String("cause", cause.Error()))
 		}
-		g.ErrorLog.LogAttrs(r.Context(), level, "mesh: gateway call failed", attrs...)
+		log.LogAttrs(r.Context(), level, "mesh: gateway call failed", attrs...)
 	}
 	transport.WriteHTTPError(w, e)
 }

@@ -58,9 +58,8 @@ func TestGatewayRequestIDEarlyErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw.MaxBodyBytes = 4
 	mux := http.NewServeMux()
-	mux.Handle("/fn/{service}/{function}", gw)
+	mux.Handle("/fn/{service}/{function}", maxBody(4)(gw))
 	for _, tc := range []struct {
 		method, path, body string
 		status             int

@@ -67,8 +67,8 @@ func TestGatewaySuccess(t *testing.T) {
 		if ct := res.header.Get("Content-Type"); ct != tt.wantCT {
 			t.Errorf("%s: Content-Type %q; want %q", tt.fn, ct, tt.wantCT)
 		}
-		if res.header.Get(transport.RequestIDHeader) == "" {
-			t.Errorf("%s: no %s response header", tt.fn, transport.RequestIDHeader)
+		if res.header.Get(transport.HeaderXRequestID) == "" {
+			t.Errorf("%s: no %s response header", tt.fn, transport.HeaderXRequestID)
 		}
 	}
 
@@ -117,8 +117,7 @@ func TestGatewayStatusTable(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	e := newEnv(t, nil, mesh.WithTimeout(300*time.Millisecond))
-	e.gw.MaxBodyBytes = 1 << 10
+	e := newEnv(t, maxBody(1<<10), mesh.WithTimeout(300*time.Millisecond))
 	e.service(t, "svc", errorsService(release))
 
 	// A raw NATS responder that answers with a malformed error reply.
@@ -363,7 +362,7 @@ func TestGatewayStripsMeshHeaders(t *testing.T) {
 	if got.Deadline < time.Now().Unix() {
 		t.Errorf("forged deadline reached the function: %s", res.body)
 	}
-	if id := res.header.Get(transport.RequestIDHeader); id == "forged" || id == "" {
+	if id := res.header.Get(transport.HeaderXRequestID); id == "forged" || id == "" {
 		t.Errorf("request ID %q", id)
 	}
 }
@@ -372,7 +371,7 @@ func TestGatewayNamesHook(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	e.service(t, "svc", map[string]mesh.Handler{"echo": echo})
-	gw := &mesh.Gateway{Client: e.client, Names: func(r *http.Request) (string, string) {
+	gw := &mesh.Gateway{Client: e.client, Route: func(r *http.Request) (string, string) {
 		return r.URL.Query().Get("s"), r.URL.Query().Get("f")
 	}}
 	rec := httptest.NewRecorder()
@@ -411,7 +410,6 @@ func TestMaxPayload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw.MaxBodyBytes = 1 << 20 // lowered to what NATS carries
 	startService(t, natstest.Connect(t, s), "svc", map[string]mesh.Handler{
 		"echo": echo,
 		"huge": mesh.HandlerFunc(func(context.Context, *mesh.Call) ([]byte, error) {
@@ -419,7 +417,7 @@ func TestMaxPayload(t *testing.T) {
 		}),
 	})
 	mux := http.NewServeMux()
-	mux.Handle("POST /fn/{service}/{function}", gw)
+	mux.Handle("POST /fn/{service}/{function}", maxBody(1<<20)(gw)) // lowered to what NATS carries
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 

@@ -87,7 +87,7 @@ func TestGatewayCallerTimeout(t *testing.T) {
 	for _, tt := range tests {
 		var hdr []string
 		if tt.header != "" {
-			hdr = []string{transport.TimeoutHeader, tt.header}
+			hdr = []string{transport.HeaderTimeoutMs, tt.header}
 		}
 		lo, hi := deadlineOf(t, e, hdr...)
 		if tt.want < lo || tt.want > hi {
@@ -111,9 +111,9 @@ func TestGatewayCallerTimeoutUnderRequestDeadline(t *testing.T) {
 	}
 	e, _ := timeoutEnv(t, time.Minute, withDeadline)
 	for header, want := range map[string]time.Duration{"500": 500 * time.Millisecond, "60000": requestMax} {
-		lo, hi := deadlineOf(t, e, transport.TimeoutHeader, header)
+		lo, hi := deadlineOf(t, e, transport.HeaderTimeoutMs, header)
 		if want < lo || want > hi {
-			t.Errorf("%s: %s under a request deadline of %v: the function's deadline was %v to %v away; want %v", transport.TimeoutHeader, header, requestMax, lo, hi, want)
+			t.Errorf("%s: %s under a request deadline of %v: the function's deadline was %v to %v away; want %v", transport.HeaderTimeoutMs, header, requestMax, lo, hi, want)
 		}
 	}
 }
@@ -124,9 +124,9 @@ func TestGatewayCallerTimeoutExpires(t *testing.T) {
 	t.Parallel()
 	e, calls := timeoutEnv(t, time.Minute, nil)
 	start := time.Now()
-	res := e.post(t, "clock", "wait", `{}`, transport.TimeoutHeader, "50")
+	res := e.post(t, "clock", "wait", `{}`, transport.HeaderTimeoutMs, "50")
 	if res.status != http.StatusGatewayTimeout || res.errCode() != transport.CodeDeadlineExceeded {
-		t.Fatalf("wait with %s 50: %d %s; want 504 deadline_exceeded", transport.TimeoutHeader, res.status, res.body)
+		t.Fatalf("wait with %s 50: %d %s; want 504 deadline_exceeded", transport.HeaderTimeoutMs, res.status, res.body)
 	}
 	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("the 504 came after %v: the gateway's one-minute maximum, not the caller's 50 ms", took)
@@ -140,25 +140,25 @@ func TestGatewayCallerTimeoutInvalid(t *testing.T) {
 	t.Parallel()
 	e, calls := timeoutEnv(t, time.Minute, nil)
 	for _, v := range []string{"", "0", "-5", "+5", "1.5", "1e3", "5s", "5 5", "0x10", "10000000000", strings.Repeat("9", 40), "５"} {
-		res := e.post(t, "clock", "deadline", `{}`, transport.TimeoutHeader, v)
-		if res.status != http.StatusBadRequest || res.errCode() != transport.CodeInvalidArgument || !strings.Contains(res.errMessage(), transport.TimeoutHeader) {
-			t.Errorf("%s: %q: %d %s; want 400 invalid_argument naming the header", transport.TimeoutHeader, v, res.status, res.body)
+		res := e.post(t, "clock", "deadline", `{}`, transport.HeaderTimeoutMs, v)
+		if res.status != http.StatusBadRequest || res.errCode() != transport.CodeInvalidArgument || !strings.Contains(res.errMessage(), transport.HeaderTimeoutMs) {
+			t.Errorf("%s: %q: %d %s; want 400 invalid_argument naming the header", transport.HeaderTimeoutMs, v, res.status, res.body)
 		}
 	}
 
 	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/fn/clock/deadline", strings.NewReader(`{}`))
-	req.Header.Add(transport.TimeoutHeader, "100")
-	req.Header.Add(transport.TimeoutHeader, "60000")
+	req.Header.Add(transport.HeaderTimeoutMs, "100")
+	req.Header.Add(transport.HeaderTimeoutMs, "60000")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.Body.Close()
 	if res.StatusCode != http.StatusBadRequest {
-		t.Errorf("two %s headers: %d; want 400", transport.TimeoutHeader, res.StatusCode)
+		t.Errorf("two %s headers: %d; want 400", transport.HeaderTimeoutMs, res.StatusCode)
 	}
 	if calls.Load() != 0 {
-		t.Errorf("the function ran %d times for calls with a bad %s; want 0", calls.Load(), transport.TimeoutHeader)
+		t.Errorf("the function ran %d times for calls with a bad %s; want 0", calls.Load(), transport.HeaderTimeoutMs)
 	}
 }
 
@@ -178,7 +178,7 @@ func TestCORSAllowsTimeoutHeader(t *testing.T) {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
 	if got := strings.ToLower(w.Header().Get("Access-Control-Allow-Headers")); !strings.Contains(got, "mesh-timeout-ms") {
-		t.Errorf("preflight for %s: %d, Access-Control-Allow-Headers %q; want it allowed", transport.TimeoutHeader, w.Code, got)
+		t.Errorf("preflight for %s: %d, Access-Control-Allow-Headers %q; want it allowed", transport.HeaderTimeoutMs, w.Code, got)
 	}
 }
 
@@ -207,11 +207,11 @@ func FuzzGatewayTimeout(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	gw.Names = func(*http.Request) (string, string) { return "clock", "deadline" }
+	gw.Route = func(*http.Request) (string, string) { return "clock", "deadline" }
 	f.Fuzz(func(t *testing.T, v string) {
 		before := received.Load()
 		req := httptest.NewRequest(http.MethodPost, "/", nil)
-		req.Header[transport.TimeoutHeader] = []string{v}
+		req.Header[transport.HeaderTimeoutMs] = []string{v}
 		rec := httptest.NewRecorder()
 		start := time.Now()
 		gw.ServeHTTP(rec, req)
@@ -219,7 +219,7 @@ func FuzzGatewayTimeout(f *testing.F) {
 		d, perr := transport.ParseTimeout(v)
 		if perr != nil {
 			if rec.Code != http.StatusBadRequest || received.Load() != before {
-				t.Fatalf("%s %q: %d %s, %d messages sent; want 400 and none", transport.TimeoutHeader, v, rec.Code, rec.Body, received.Load()-before)
+				t.Fatalf("%s %q: %d %s, %d messages sent; want 400 and none", transport.HeaderTimeoutMs, v, rec.Code, rec.Body, received.Load()-before)
 			}
 			return
 		}
@@ -227,15 +227,15 @@ func FuzzGatewayTimeout(f *testing.F) {
 			return // a timeout of a few milliseconds may pass before the reply
 		}
 		if rec.Code != http.StatusOK {
-			t.Fatalf("%s %q: %d %s; want 200", transport.TimeoutHeader, v, rec.Code, rec.Body)
+			t.Fatalf("%s %q: %d %s; want 200", transport.HeaderTimeoutMs, v, rec.Code, rec.Body)
 		}
 		at, err := transport.ParseDeadline(rec.Body.String())
 		if err != nil {
-			t.Fatalf("%s %q: Mesh-Deadline %q: %v", transport.TimeoutHeader, v, rec.Body, err)
+			t.Fatalf("%s %q: Mesh-Deadline %q: %v", transport.HeaderTimeoutMs, v, rec.Body, err)
 		}
 		want := min(d, gatewayMax)
 		if lo, hi := start.Add(want-time.Millisecond), end.Add(want); at.Before(lo) || at.After(hi) {
-			t.Fatalf("%s %q: Mesh-Deadline %v; want %v from the call, %v to %v", transport.TimeoutHeader, v, at, want, lo, hi)
+			t.Fatalf("%s %q: Mesh-Deadline %v; want %v from the call, %v to %v", transport.HeaderTimeoutMs, v, at, want, lo, hi)
 		}
 	})
 }

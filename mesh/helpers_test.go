@@ -14,6 +14,7 @@ import (
 
 	"github.com/funcmesh/funcmesh/internal/natstest"
 	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -174,3 +175,14 @@ func eventually(t *testing.T, what string, cond func() bool) {
 var echo = mesh.HandlerFunc(func(_ context.Context, c *mesh.Call) ([]byte, error) {
 	return c.Params(), nil
 })
+
+// maxBody puts the body limit n in each request's context, as
+// middleware.BodyLimit does, without BodyLimit's own check, so that the
+// gateway's is the one tested.
+func maxBody(n int64) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r.WithContext(reqctx.WithMaxBodyBytes(r.Context(), n)))
+		})
+	}
+}

@@ -55,8 +55,6 @@ func (c *Client) inbox(nc *nats.Conn, service string) (*inbox, error) {
 	return ib, nil
 }
 
-var replyChanPool = sync.Pool{New: func() any { return make(chan *nats.Msg, 1) }}
-
 func (ib *inbox) deliver(m *nats.Msg) {
 	token := m.Subject[len(ib.prefix):]
 	ib.mu.Lock()
@@ -75,7 +73,7 @@ func token() string { return strconv.FormatUint(rand.Uint64(), 36) }
 // the answer until ctx ends or, when ctx cannot end, until deadline.
 func (ib *inbox) request(ctx context.Context, msg *nats.Msg, deadline time.Time) (*nats.Msg, error) {
 	tok := token()
-	ch := replyChanPool.Get().(chan *nats.Msg)
+	ch := make(chan *nats.Msg, 1)
 	ib.mu.Lock()
 	for ib.waiting[tok] != nil {
 		tok = token()
@@ -84,7 +82,7 @@ func (ib *inbox) request(ctx context.Context, msg *nats.Msg, deadline time.Time)
 	ib.mu.Unlock()
 	msg.Reply = ib.prefix + tok
 	if err := ib.nc.PublishMsg(msg); err != nil {
-		ib.abandon(tok, ch)
+		ib.abandon(tok)
 		return nil, err
 	}
 	var timeout <-chan time.Time
@@ -96,30 +94,24 @@ func (ib *inbox) request(ctx context.Context, msg *nats.Msg, deadline time.Time)
 	}
 	select {
 	case m := <-ch:
-		replyChanPool.Put(ch)
 		if isNoResponders(m) {
 			return nil, nats.ErrNoResponders
 		}
 		return m, nil
 	case <-done:
-		ib.abandon(tok, ch)
+		ib.abandon(tok)
 		return nil, ctx.Err()
 	case <-timeout:
-		ib.abandon(tok, ch)
+		ib.abandon(tok)
 		return nil, context.DeadlineExceeded
 	}
 }
 
 // abandon forgets a token whose answer is no longer awaited.
-func (ib *inbox) abandon(tok string, ch chan *nats.Msg) {
+func (ib *inbox) abandon(tok string) {
 	ib.mu.Lock()
-	_, waiting := ib.waiting[tok]
 	delete(ib.waiting, tok)
 	ib.mu.Unlock()
-	if !waiting {
-		<-ch // deliver took it: its answer is in the channel already
-	}
-	replyChanPool.Put(ch)
 }
 
 // isNoResponders reports whether m is the server's "no responders" status

@@ -69,6 +69,7 @@ type clientConfig struct {
 	maxAttempts int
 	tracer      trace.TracerProvider
 	metrics     *Metrics
+	logger      *slog.Logger
 	err         error
 }
 
@@ -340,8 +341,8 @@ func WithMaxAttempts(n int) ClientOption {
 // of them picked at random, or on the next connected one when that one is
 // not connected. nats.go reads every reply of a connection on one
 // goroutine and writes every request under one lock, so at high call
-// rates with many callers at once one connection is the bottleneck;
-// BenchmarkReplyPath measures it (see the README's performance section).
+// rates with many callers at once one connection is the bottleneck
+// (docs/performance.md has the figures).
 // The connections must reach the same NATS deployment as the first; the
 // client does not close them. The default is none: every call uses the
 // one connection.
@@ -382,14 +383,17 @@ func WithMetadata(md map[string]string) ServiceOption {
 	return &option{name: "WithMetadata", service: func(c *serviceConfig) { c.metadata = md }}
 }
 
-// WithLogger makes a Service report what its callers never see: the text
-// of plain errors its functions return and the panics they raise, with the
-// request ID and stack; and a Router the nested calls it refused without
-// an answer (a reply subject outside the caller's inbox). nil, the
-// default, is silent.
+// WithLogger is where the mesh reports what callers never see: a Service
+// the text of plain errors its functions return and the panics they
+// raise, with the request ID and stack; a Gateway (through its Client,
+// see [NewGateway]) the causes of the server errors (5xx) it answers,
+// with the request ID; a Router the nested calls it refused without an
+// answer (a reply subject outside the caller's inbox). nil, the default,
+// is silent.
 func WithLogger(l *slog.Logger) Option {
 	return &option{
 		name:    "WithLogger",
+		client:  func(c *clientConfig) { c.logger = l },
 		service: func(c *serviceConfig) { c.logger = l },
 		router:  func(c *routerConfig) { c.logger = l },
 	}

@@ -90,20 +90,25 @@ func WithRouterWorkers(n int) ClientOption {
 //     signed for (Mesh-Deadline). A missing, altered or foreign signature
 //     is refused with 401, one whose deadline has passed with 504: forged
 //     claims never reach the policy or a function. A call without
-//     Mesh-Auth is anonymous;
+//     Mesh-Auth is anonymous; if it has a Mesh-Auth-Sig all the same
+//     (the mark of a policy call, below), that must hold too;
 //  3. bounds the deadline: the signed one (for an anonymous call the one it
 //     states, at most [WithTimeout] from now), shortened by an optional
 //     Mesh-Timeout-Ms; refuses the call with 508 when Mesh-Hops (what the
 //     calling function received) reaches the hop limit ([WithMaxHops]);
 //  4. asks the policy (the [AuthorizeFunc]) with the claims, the caller
 //     (the service from the subject, the function from Mesh-Caller, which
-//     must name the same service) and the request ID in the context; a
-//     refusal is answered with the policy's status and the callee never
-//     sees the call;
+//     must name the same service, and never transport.PolicyCaller,
+//     authz.policy: 403) and the request ID in the context, and, when the
+//     signature is that of a call the policy made
+//     ([transport.ClaimsSigner.SignPolicyCall]), the mark
+//     [reqctx.WithPolicyCall], under which the policy makes no call of its
+//     own; a refusal is answered with the policy's status and the callee
+//     never sees the call;
 //  5. forwards the call to <prefix>.B.f with its own connection: the same
 //     params, content type, request ID, claims and trace context, the
-//     claims signed again for the new deadline, Mesh-Caller and Mesh-Hops
-//     one higher (at most 100,000 calls waiting at once: 429 above);
+//     claims (and the mark) signed again for the new deadline, Mesh-Caller
+//     and Mesh-Hops one higher (at most 100,000 calls waiting at once: 429 above);
 //  6. relays the answer (result or error) to the caller's reply subject,
 //     without a reply subject of its own. No instance of B: 503.
 //
@@ -337,9 +342,7 @@ func (r *Router) route(m *nats.Msg) {
 		}
 		return
 	}
-	out := getOutMsg()
-	defer out.release()
-	deadline, err := r.check(m, caller, service, function, out)
+	out, deadline, err := r.check(m, caller, service, function)
 	if err != nil {
 		r.replyError(m.Reply, transport.AsError(err))
 		return
@@ -356,8 +359,8 @@ func (r *Router) route(m *nats.Msg) {
 	}
 	r.pending[tok] = pendingCall{reply: m.Reply, service: service, function: function, deadline: deadline}
 	r.mu.Unlock()
-	out.msg.Reply = r.replyPrefix + tok
-	if err := r.nc.PublishMsg(&out.msg); err != nil {
+	out.Reply = r.replyPrefix + tok
+	if err := r.nc.PublishMsg(out); err != nil {
 		r.mu.Lock()
 		delete(r.pending, tok)
 		r.checkIdle()
@@ -378,78 +381,87 @@ var errRouterBusy = transport.NewError(transport.CodeResourceExhausted, "router 
 
 var errUnsigned = transport.NewError(transport.CodeUnauthenticated, "forwarded claims without the host's valid signature")
 
-// check verifies what a nested call carries, asks the policy, and fills
-// out with the call to forward; it returns the forwarded call's deadline.
-func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMsg) (time.Time, error) {
+// check verifies what a nested call carries, asks the policy, and returns
+// the call to forward and its deadline.
+func (r *Router) check(m *nats.Msg, caller, service, function string) (*nats.Msg, time.Time, error) {
 	now := time.Now()
 	h := m.Header
 	requestID := headerValue(h, transport.HeaderRequestID)
 	if requestID != "" && !reqctx.ValidRequestID(requestID) {
-		return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderRequestID+" header")
+		return nil, time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderRequestID+" header")
 	}
 	var deadline time.Time
 	if v := headerValue(h, transport.HeaderDeadline); v != "" {
 		d, err := transport.ParseDeadline(v)
 		if err != nil {
-			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderDeadline+" header", err)
+			return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderDeadline+" header", err)
 		}
 		deadline = d
 	}
 	claims := headerValue(h, transport.HeaderAuth)
 	sig := headerValue(h, transport.HeaderAuthSig)
-	if claims != "" {
+	policyCall := false
+	if claims != "" || sig != "" {
 		// Only the signature is checked here: claims the host signed are
-		// the JSON object it sent (decodeClaims, below, decodes them).
+		// the JSON object it sent (decodeClaims, below, decodes them). A
+		// signature without claims is that of an anonymous call made
+		// within a policy call: it must hold too.
 		if len(claims) > transport.MaxClaimsLen {
-			return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: too long")
+			return nil, time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: too long")
 		}
 		if requestID == "" || deadline.IsZero() {
-			return time.Time{}, errUnsigned
+			return nil, time.Time{}, errUnsigned
 		}
 		switch err := r.cfg.signer.Verify(sig, claims, requestID, deadline, now); {
 		case errors.Is(err, transport.ErrClaimsExpired):
-			return time.Time{}, transport.WrapError(transport.CodeDeadlineExceeded, "the call's deadline has passed", err)
+			return nil, time.Time{}, transport.WrapError(transport.CodeDeadlineExceeded, "the call's deadline has passed", err)
 		case err != nil:
-			return time.Time{}, transport.WrapError(errUnsigned.Code(), errUnsigned.Message(), err)
+			return nil, time.Time{}, transport.WrapError(errUnsigned.Code(), errUnsigned.Message(), err)
 		}
+		policyCall = r.cfg.signer.PolicyCall(sig)
 	} else if limit := now.Add(r.cfg.timeout); deadline.IsZero() || deadline.After(limit) {
 		// Anonymous: the deadline is the caller's word, within bounds.
 		deadline = limit
 	}
 	signed := deadline
-	if v := headerValue(h, transport.TimeoutHeader); v != "" {
+	if v := headerValue(h, transport.HeaderTimeoutMs); v != "" {
 		d, err := transport.ParseTimeout(v)
 		if err != nil {
-			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.TimeoutHeader+" header", err)
+			return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderTimeoutMs+" header", err)
 		}
 		if t := now.Add(d); t.Before(deadline) {
 			deadline = t
 		}
 	}
 	if !now.Before(deadline) {
-		return time.Time{}, transport.NewError(transport.CodeDeadlineExceeded, "the call's deadline has passed")
+		return nil, time.Time{}, transport.NewError(transport.CodeDeadlineExceeded, "the call's deadline has passed")
 	}
 	hops := 0
 	if v := headerValue(h, transport.HeaderHops); v != "" {
 		n, err := transport.ParseHops(v)
 		if err != nil {
-			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderHops+" header", err)
+			return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderHops+" header", err)
 		}
 		hops = n
 	}
 	if hops >= r.cfg.maxHops {
-		return time.Time{}, transport.Errorf(transport.CodeLoopDetected, "call chain too deep: %d nested calls, at most %d", hops+1, r.cfg.maxHops)
+		return nil, time.Time{}, transport.Errorf(transport.CodeLoopDetected, "call chain too deep: %d nested calls, at most %d", hops+1, r.cfg.maxHops)
 	}
 	callerFn, err := transport.ParseCaller(headerValue(h, transport.HeaderCaller))
 	if err != nil {
-		return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid or missing "+transport.HeaderCaller+" header: want the calling service.function", err)
+		return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid or missing "+transport.HeaderCaller+" header: want the calling service.function", err)
 	}
 	if callerFn.Service != caller {
-		return time.Time{}, transport.Errorf(transport.CodeInvalidArgument, "%s names service %s, but the call comes from %s", transport.HeaderCaller, callerFn.Service, caller)
+		return nil, time.Time{}, transport.Errorf(transport.CodeInvalidArgument, "%s names service %s, but the call comes from %s", transport.HeaderCaller, callerFn.Service, caller)
+	}
+	if callerFn == transport.PolicyCaller {
+		// Only a host's policy calls as authz.policy, and never through
+		// the call route: a service named authz may not pass for it.
+		return nil, time.Time{}, transport.Errorf(transport.CodePermissionDenied, "%s %s is the host's policy; no service may call as it", transport.HeaderCaller, callerFn)
 	}
 	ct := headerValue(h, transport.HeaderContentType)
 	if len(ct) > maxContentTypeLen {
-		return time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid Content-Type header: too long")
+		return nil, time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid Content-Type header: too long")
 	}
 	if requestID == "" {
 		requestID = nuid.Next()
@@ -459,39 +471,50 @@ func (r *Router) check(m *nats.Msg, caller, service, function string, out *outMs
 	if claims != "" {
 		decoded, err := r.decodeClaims(claims)
 		if err != nil {
-			return time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header", err)
+			return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header", err)
 		}
 		ctx = reqctx.WithClaims(ctx, decoded.m, decoded.raw)
 	}
+	if policyCall {
+		// Made within a call the policy made: the policy deciding it
+		// makes no call of its own (no recursion, in any process).
+		ctx = reqctx.WithPolicyCall(ctx)
+	}
 	if err := r.authorize(ctx, service, function, m.Data); err != nil {
-		return time.Time{}, err
+		return nil, time.Time{}, err
 	}
 
-	out.set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
-	out.set(transport.HeaderRequestID, requestID)
-	out.set(transport.HeaderCaller, callerFn.String())
-	out.set(transport.HeaderHops, strconv.Itoa(hops+1))
+	fh := make(nats.Header, 9)
+	fh.Set(transport.HeaderDeadline, transport.FormatDeadline(deadline))
+	fh.Set(transport.HeaderRequestID, requestID)
+	fh.Set(transport.HeaderCaller, callerFn.String())
+	fh.Set(transport.HeaderHops, strconv.Itoa(hops+1))
 	if claims != "" {
-		out.set(transport.HeaderAuth, claims)
+		fh.Set(transport.HeaderAuth, claims)
+	}
+	if sig != "" {
 		if !deadline.Equal(signed) {
-			// Signed again for the sooner deadline; otherwise the
-			// signature that was checked holds for the call as it is.
-			sig = r.cfg.signer.Sign(claims, requestID, deadline)
+			// Signed again for the sooner deadline, in the same form;
+			// otherwise the signature that was checked holds for the
+			// call as it is.
+			if policyCall {
+				sig = r.cfg.signer.SignPolicyCall(claims, requestID, deadline)
+			} else {
+				sig = r.cfg.signer.Sign(claims, requestID, deadline)
+			}
 		}
-		out.set(transport.HeaderAuthSig, sig)
+		fh.Set(transport.HeaderAuthSig, sig)
 	}
 	if ct != "" {
-		out.set(transport.HeaderContentType, ct)
+		fh.Set(transport.HeaderContentType, ct)
 	}
 	if v := headerValue(h, transport.HeaderTraceparent); v != "" && len(v) <= maxTraceparentLen {
-		out.set(transport.HeaderTraceparent, v)
+		fh.Set(transport.HeaderTraceparent, v)
 		if v := headerValue(h, transport.HeaderTracestate); v != "" && len(v) <= maxTracestateLen {
-			out.set(transport.HeaderTracestate, v)
+			fh.Set(transport.HeaderTracestate, v)
 		}
 	}
-	out.msg.Subject = r.cfg.prefix + "." + service + "." + function
-	out.msg.Data = m.Data
-	return deadline, nil
+	return &nats.Msg{Subject: r.cfg.prefix + "." + service + "." + function, Header: fh, Data: m.Data}, deadline, nil
 }
 
 // Bounds of the trace headers a router passes on: a traceparent is 55

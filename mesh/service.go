@@ -283,11 +283,7 @@ func (s *Service) dispatch(ep *endpoint, r micro.Request) {
 	go s.serve(c)
 }
 
-// serve runs one admitted call and answers it. It is the bottom frame of
-// the function's goroutine, so the tracing, the error path and the
-// sending of the reply live in functions of their own: their locals would
-// otherwise make the frame over a kilobyte, and every goroutine start
-// with a stack large enough for it.
+// serve runs one admitted call and answers it.
 func (s *Service) serve(c *Call) {
 	ep := c.ep
 	defer s.wg.Done()
@@ -297,9 +293,8 @@ func (s *Service) serve(c *Call) {
 	start := time.Now()
 	defer func() { ep.processing.Add(int64(time.Since(start))) }()
 
-	c.ctx.init(c, s.base)
-	defer c.ctx.end()
-	var ctx context.Context = &c.ctx
+	ctx, cancel := context.WithDeadline(context.WithValue(s.base, callKey{}, c), c.deadline)
+	defer cancel()
 	var span trace.Span
 	if _, ok := c.header[transport.HeaderTraceparent]; ok || s.tracer != nil {
 		ctx, span = s.startSpan(ctx, c)
@@ -321,8 +316,6 @@ func (s *Service) serve(c *Call) {
 
 // startSpan continues the caller's trace in ctx and, with a tracer,
 // starts the call's server span.
-//
-//go:noinline
 func (s *Service) startSpan(ctx context.Context, c *Call) (context.Context, trace.Span) {
 	if _, ok := c.header[transport.HeaderTraceparent]; ok {
 		ctx = traceContext.Extract(ctx, headerCarrier(c.header))
@@ -341,13 +334,11 @@ func (s *Service) startSpan(ctx context.Context, c *Call) (context.Context, trac
 }
 
 // failed answers a call whose function returned err.
-//
-//go:noinline
 func (s *Service) failed(ctx context.Context, c *Call, span trace.Span, err error) {
 	ep := c.ep
 	ep.errors.Add(1)
 	e := transport.AsError(err)
-	if e.HTTPStatus() >= 500 && !(c.ctx.Err() != nil && errors.Is(err, c.ctx.Err())) {
+	if e.HTTPStatus() >= 500 && !(ctx.Err() != nil && errors.Is(err, ctx.Err())) {
 		// Server errors are reported, except the function giving up
 		// at its deadline or at a hard stop: that is no failure of its.
 		s.report(ctx, c, err)
@@ -362,8 +353,6 @@ func (s *Service) failed(ctx context.Context, c *Call, span trace.Span, err erro
 }
 
 // reply sends a function's result.
-//
-//go:noinline
 func (s *Service) reply(ctx context.Context, c *Call, out []byte) {
 	msg := nats.Msg{Subject: c.reply, Data: out}
 	if ct := c.replyContentType; ct != "" && ct != jsonContentType {
@@ -375,8 +364,6 @@ func (s *Service) reply(ctx context.Context, c *Call, out []byte) {
 }
 
 // replyFailed handles a result that could not be sent.
-//
-//go:noinline
 func (s *Service) replyFailed(ctx context.Context, c *Call, size int, err error) {
 	if errors.Is(err, nats.ErrMaxPayload) {
 		cause := fmt.Errorf("mesh: result of %s.%s is %d bytes, over the broker's max payload of %d: %w", s.name, c.ep.name, size, s.nc.MaxPayload(), err)

@@ -184,7 +184,7 @@ func TestPanicRecovery(t *testing.T) {
 	}, mesh.WithLogger(logger), mesh.WithErrorHook(func(_ context.Context, c *mesh.Call, err error) { hooked <- err }))
 
 	for i := 0; i < 3; i++ {
-		res := e.post(t, "svc", "boom", `{}`, transport.RequestIDHeader, "ignored")
+		res := e.post(t, "svc", "boom", `{}`, transport.HeaderXRequestID, "ignored")
 		if res.status != 500 {
 			t.Fatalf("panic: status %d; want 500", res.status)
 		}
@@ -205,7 +205,7 @@ func TestPanicRecovery(t *testing.T) {
 	}
 	logMu.Lock()
 	defer logMu.Unlock()
-	for _, want := range []string{"function panicked", "kaboom", "stack=", "db password wrong", "request_id=" + res.header.Get(transport.RequestIDHeader)} {
+	for _, want := range []string{"function panicked", "kaboom", "stack=", "db password wrong", "request_id=" + res.header.Get(transport.HeaderXRequestID)} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}
@@ -229,7 +229,7 @@ func TestNestedCallPropagation(t *testing.T) {
 		// What the request ID and JWT middleware put in the context.
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := reqctx.WithRequestID(r.Context(), "req-42")
-			w.Header().Set(transport.RequestIDHeader, "req-42")
+			w.Header().Set(transport.HeaderXRequestID, "req-42")
 			ctx = reqctx.WithClaims(ctx, map[string]any{"sub": "u1"}, []byte(`{"sub":"u1","role":"admin"}`))
 			h.ServeHTTP(w, r.WithContext(ctx))
 		})
@@ -463,8 +463,8 @@ func TestConstructorsValidate(t *testing.T) {
 	if _, err := mesh.NewDiscovery(nc, mesh.WithTimeout(time.Second)); err == nil || !strings.Contains(err.Error(), "WithTimeout does not configure a Discovery") {
 		t.Errorf("NewDiscovery(WithTimeout) = %v; want an error naming WithTimeout", err)
 	}
-	if _, err := mesh.NewClient(nc, mesh.WithLogger(nil)); err == nil {
-		t.Error("NewClient(WithLogger) = nil error; a Client does not log")
+	if _, err := mesh.NewDiscovery(nc, mesh.WithLogger(nil)); err == nil {
+		t.Error("NewDiscovery(WithLogger) = nil error; a Discovery does not log")
 	}
 	if _, err := mesh.NewDiscovery(nc, mesh.WithPrefix("org.fn"), nil); err != nil {
 		t.Errorf("NewDiscovery(WithPrefix, nil) = %v; want nil", err)

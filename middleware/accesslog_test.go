@@ -24,7 +24,7 @@ func TestAccessLog(t *testing.T) {
 
 	req, _ := http.NewRequest("POST", srv.URL+"/fn/payments/charge?token=secret-in-query", strings.NewReader(`{"card":"secret-in-body"}`))
 	req.Header.Set("Authorization", "Bearer secret-token")
-	req.Header.Set(transport.RequestIDHeader, "req-1")
+	req.Header.Set(transport.HeaderXRequestID, "req-1")
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -86,8 +86,8 @@ func TestAccessLogOrder(t *testing.T) {
 			if len(recs) != 1 {
 				t.Fatalf("%d records; want 1", len(recs))
 			}
-			if recs[0]["status"] != float64(500) || recs[0]["request_id"] != w.Header().Get(transport.RequestIDHeader) {
-				t.Errorf("record %v; want status 500 and request ID %q", recs[0], w.Header().Get(transport.RequestIDHeader))
+			if recs[0]["status"] != float64(500) || recs[0]["request_id"] != w.Header().Get(transport.HeaderXRequestID) {
+				t.Errorf("record %v; want status 500 and request ID %q", recs[0], w.Header().Get(transport.HeaderXRequestID))
 			}
 		})
 	}

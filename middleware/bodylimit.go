@@ -3,10 +3,16 @@ package middleware
 import (
 	"net/http"
 
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
-// BodyLimit limits request bodies to n bytes.
+// BodyLimit limits request bodies to n bytes. It is the one place the
+// limit is set: it also puts n in the request's context
+// (reqctx.WithMaxBodyBytes), from which every funcmesh handler that reads
+// the body (the gateway, the authz middleware, the async, event and Space
+// Cloud handlers) takes its bound. Without it they read at most
+// reqctx.DefaultMaxBodyBytes (the gateway: what the broker carries).
 //
 // A request that declares a longer body in its Content-Length is answered
 // at once with 413 and the JSON error body of transport.WriteHTTPError
@@ -33,10 +39,9 @@ func BodyLimit(n int64) func(http.Handler) http.Handler {
 				transport.WriteHTTPError(w, transport.NewError(transport.CodeTooLarge, transport.DefaultMessage(transport.CodeTooLarge)))
 				return
 			}
+			r = r.WithContext(reqctx.WithMaxBodyBytes(r.Context(), n))
 			if r.Body != nil && r.Body != http.NoBody {
-				r2 := *r
-				r2.Body = http.MaxBytesReader(w, r.Body, n)
-				r = &r2
+				r.Body = http.MaxBytesReader(w, r.Body, n)
 			}
 			next.ServeHTTP(w, r)
 		})

@@ -91,7 +91,7 @@ func TestChain(t *testing.T) {
 	}
 
 	// An authenticated call from the browser app.
-	resp := do("POST", "/fn/payments/charge", good, `{"amount":5}`, "Origin", "https://app.example.com", transport.RequestIDHeader, "req-7")
+	resp := do("POST", "/fn/payments/charge", good, `{"amount":5}`, "Origin", "https://app.example.com", transport.HeaderXRequestID, "req-7")
 	if resp.StatusCode != 200 {
 		t.Fatalf("authenticated call: status %d", resp.StatusCode)
 	}
@@ -106,7 +106,7 @@ func TestChain(t *testing.T) {
 	if out.RequestID != "req-7" || out.Claims["role"] != "admin" || out.Params["amount"] != float64(5) {
 		t.Errorf("gateway saw %+v", out)
 	}
-	if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" || resp.Header.Get(transport.RequestIDHeader) != "req-7" {
+	if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" || resp.Header.Get(transport.HeaderXRequestID) != "req-7" {
 		t.Errorf("response headers %v", resp.Header)
 	}
 
@@ -132,8 +132,8 @@ func TestChain(t *testing.T) {
 			continue
 		}
 		e, id := readError(t, tt.resp)
-		if e.Code() != tt.code || id == "" || id != tt.resp.Header.Get(transport.RequestIDHeader) {
-			t.Errorf("%s: %v, request_id %q (header %q)", tt.name, e, id, tt.resp.Header.Get(transport.RequestIDHeader))
+		if e.Code() != tt.code || id == "" || id != tt.resp.Header.Get(transport.HeaderXRequestID) {
+			t.Errorf("%s: %v, request_id %q (header %q)", tt.name, e, id, tt.resp.Header.Get(transport.HeaderXRequestID))
 		}
 	}
 

@@ -82,8 +82,8 @@ func CORS(opts CORSOptions) (func(http.Handler) http.Handler, error) {
 	co := cors.Options{
 		AllowedOrigins:   opts.AllowedOrigins,
 		AllowedMethods:   orDefault(opts.AllowedMethods, http.MethodPost, http.MethodGet, http.MethodOptions),
-		AllowedHeaders:   orDefault(opts.AllowedHeaders, "Authorization", "Content-Type", transport.RequestIDHeader, transport.TimeoutHeader, "Prefer", "Idempotency-Key"),
-		ExposedHeaders:   orDefault(opts.ExposedHeaders, transport.RequestIDHeader, "Location", "Preference-Applied", "Retry-After"),
+		AllowedHeaders:   orDefault(opts.AllowedHeaders, "Authorization", "Content-Type", transport.HeaderXRequestID, transport.HeaderTimeoutMs, "Prefer", "Idempotency-Key"),
+		ExposedHeaders:   orDefault(opts.ExposedHeaders, transport.HeaderXRequestID, "Location", "Preference-Applied", "Retry-After"),
 		AllowCredentials: opts.AllowCredentials,
 	}
 	switch {

@@ -146,10 +146,10 @@ func FuzzRequestID(f *testing.F) {
 			t.Fatalf("reqctx.ValidRequestID(%q) = true", in)
 		}
 		req := httptest.NewRequest("GET", "/", nil)
-		req.Header[transport.RequestIDHeader] = []string{in}
+		req.Header[transport.HeaderXRequestID] = []string{in}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
-		got := w.Header().Get(transport.RequestIDHeader)
+		got := w.Header().Get(transport.HeaderXRequestID)
 		if got != w.Body.String() || !reqctx.ValidRequestID(got) {
 			t.Fatalf("inbound %q: header %q, context %q", in, got, w.Body)
 		}

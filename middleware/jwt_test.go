@@ -407,8 +407,8 @@ func TestJWTMiddleware(t *testing.T) {
 			if e.Code() != transport.CodeUnauthenticated || e.Message() != "invalid token" {
 				t.Errorf("error = %v; want unauthenticated: invalid token", e)
 			}
-			if id == "" || id != resp.Header.Get(transport.RequestIDHeader) {
-				t.Errorf("request_id = %q; want the X-Request-Id header %q", id, resp.Header.Get(transport.RequestIDHeader))
+			if id == "" || id != resp.Header.Get(transport.HeaderXRequestID) {
+				t.Errorf("request_id = %q; want the X-Request-Id header %q", id, resp.Header.Get(transport.HeaderXRequestID))
 			}
 		})
 	}

@@ -64,5 +64,5 @@ func requestID(ctx context.Context, w http.ResponseWriter) string {
 	if id, ok := reqctx.RequestID(ctx); ok {
 		return id
 	}
-	return w.Header().Get(transport.RequestIDHeader)
+	return w.Header().Get(transport.HeaderXRequestID)
 }

@@ -79,7 +79,7 @@ func TestRecover(t *testing.T) {
 	if e.Code() != transport.CodeInternal || strings.Contains(e.Message(), "secret") {
 		t.Errorf("error %v; want internal without the panic's text", e)
 	}
-	if id == "" || id != resp.Header.Get(transport.RequestIDHeader) {
+	if id == "" || id != resp.Header.Get(transport.HeaderXRequestID) {
 		t.Errorf("request_id %q; want the response's X-Request-Id", id)
 	}
 	recs := logs.records(t)

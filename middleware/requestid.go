@@ -19,11 +19,11 @@ import (
 // Put it first in the chain, so that everything after it can read the ID.
 func RequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(transport.RequestIDHeader)
+		id := r.Header.Get(transport.HeaderXRequestID)
 		if !reqctx.ValidRequestID(id) {
 			id = nuid.Next()
 		}
-		w.Header().Set(transport.RequestIDHeader, id)
+		w.Header().Set(transport.HeaderXRequestID, id)
 		next.ServeHTTP(w, r.WithContext(reqctx.WithRequestID(r.Context(), id)))
 	})
 }

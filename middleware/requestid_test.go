@@ -24,11 +24,11 @@ var requestIDHandler = middleware.RequestID(http.HandlerFunc(func(w http.Respons
 func serveRequestID(inbound []string) (header, ctx string) {
 	req := httptest.NewRequest("GET", "/", nil)
 	for _, v := range inbound {
-		req.Header.Add(transport.RequestIDHeader, v)
+		req.Header.Add(transport.HeaderXRequestID, v)
 	}
 	w := httptest.NewRecorder()
 	requestIDHandler.ServeHTTP(w, req)
-	return w.Header().Get(transport.RequestIDHeader), w.Body.String()
+	return w.Header().Get(transport.HeaderXRequestID), w.Body.String()
 }
 
 func TestRequestIDKeepsWellFormed(t *testing.T) {
@@ -81,13 +81,13 @@ func TestRequestIDInErrorBody(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	req, _ := http.NewRequest("GET", srv.URL, nil)
-	req.Header.Set(transport.RequestIDHeader, "req-42")
+	req.Header.Set(transport.HeaderXRequestID, "req-42")
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if _, id := readError(t, resp); id != "req-42" || resp.Header.Get(transport.RequestIDHeader) != "req-42" {
-		t.Errorf("body request_id %q, header %q; want req-42", id, resp.Header.Get(transport.RequestIDHeader))
+	if _, id := readError(t, resp); id != "req-42" || resp.Header.Get(transport.HeaderXRequestID) != "req-42" {
+		t.Errorf("body request_id %q, header %q; want req-42", id, resp.Header.Get(transport.HeaderXRequestID))
 	}
 }

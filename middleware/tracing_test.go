@@ -77,7 +77,7 @@ func TestTracingContinuesIncomingTrace(t *testing.T) {
 	for k, want := range map[attribute.Key]string{
 		"http.request.method": "POST", "url.path": "/fn/payments/charge", "http.route": "POST /fn/{service}/{function}",
 		"funcmesh.service": "payments", "funcmesh.function": "charge",
-		"funcmesh.request_id": w.Header().Get(transport.RequestIDHeader),
+		"funcmesh.request_id": w.Header().Get(transport.HeaderXRequestID),
 	} {
 		if got := a[k].AsString(); got != want {
 			t.Errorf("%s = %q; want %q", k, got, want)

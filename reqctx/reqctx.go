@@ -3,7 +3,8 @@
 // and, for a call made by a function, the calling function. middleware
 // puts them in the context, authz reads them for the policy, and mesh
 // sends them on with each call; all three import this package and nothing
-// else of each other's for it.
+// else of each other's for it. It also marks the calls a policy makes
+// ([WithPolicyCall]).
 //
 // Keys are unexported; values are read with the functions below, which
 // answer false when a value is absent.
@@ -141,6 +142,26 @@ func Caller(ctx context.Context) (transport.Caller, bool) {
 	return c, ok
 }
 
+type policyCallKey struct{}
+
+// WithPolicyCall returns a context that marks what is done in it as part
+// of a call the policy made (authz's func rules and funcmesh.call), or of
+// a call made from within one. authz marks the calls its policy makes; a
+// mesh.Client signs such a call with the mark ([transport.ClaimsSigner]
+// SignPolicyCall), the function passes the mark on with its own nested
+// calls, and the router that routes them marks the context it decides
+// them in. The policy makes no call in a marked context: a function the
+// policy asks cannot make the policy ask again, in any process.
+func WithPolicyCall(ctx context.Context) context.Context {
+	return context.WithValue(ctx, policyCallKey{}, true)
+}
+
+// PolicyCall reports whether ctx was marked by [WithPolicyCall].
+func PolicyCall(ctx context.Context) bool {
+	v, _ := ctx.Value(policyCallKey{}).(bool)
+	return v
+}
+
 // EnsureRequestID returns ctx with a request ID for a handler that may run
 // without the RequestID middleware in front of it: the ID ctx has; else
 // the X-Request-Id an earlier handler set on the response header h, when
@@ -150,10 +171,37 @@ func EnsureRequestID(ctx context.Context, h http.Header) context.Context {
 	if _, ok := RequestID(ctx); ok {
 		return ctx
 	}
-	id := h.Get(transport.RequestIDHeader)
+	id := h.Get(transport.HeaderXRequestID)
 	if !ValidRequestID(id) {
 		id = nuid.Next()
-		h.Set(transport.RequestIDHeader, id)
+		h.Set(transport.HeaderXRequestID, id)
 	}
 	return WithRequestID(ctx, id)
+}
+
+// DefaultMaxBodyBytes is the request body limit of a handler that reads
+// the whole body (the authz middleware, the async and event handlers,
+// the Space Cloud handler) when no [WithMaxBodyBytes] set one: 1 MiB,
+// NATS's default max payload.
+const DefaultMaxBodyBytes = 1 << 20
+
+type maxBodyKey struct{}
+
+// WithMaxBodyBytes returns a context that carries the request body limit,
+// n bytes. middleware.BodyLimit sets it, so that the limit is given in one
+// place: every funcmesh handler that reads the body reads at most
+// [MaxBodyBytes] and answers 413 above it.
+func WithMaxBodyBytes(ctx context.Context, n int64) context.Context {
+	return context.WithValue(ctx, maxBodyKey{}, n)
+}
+
+// MaxBodyBytes returns the body limit put in ctx by [WithMaxBodyBytes],
+// else [DefaultMaxBodyBytes]; ok reports whether one was put there. The
+// mesh gateway bounds it further by what the broker carries.
+func MaxBodyBytes(ctx context.Context) (n int64, ok bool) {
+	n, ok = ctx.Value(maxBodyKey{}).(int64)
+	if !ok || n <= 0 {
+		return DefaultMaxBodyBytes, false
+	}
+	return n, true
 }

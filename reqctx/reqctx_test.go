@@ -89,19 +89,19 @@ func TestEnsureRequestID(t *testing.T) {
 	h := http.Header{}
 	ctx := reqctx.EnsureRequestID(context.Background(), h)
 	id, ok := reqctx.RequestID(ctx)
-	if !ok || h.Get(transport.RequestIDHeader) != id {
-		t.Fatalf("a new ID: %q, %v; header %q; want the same ID in both", id, ok, h.Get(transport.RequestIDHeader))
+	if !ok || h.Get(transport.HeaderXRequestID) != id {
+		t.Fatalf("a new ID: %q, %v; header %q; want the same ID in both", id, ok, h.Get(transport.HeaderXRequestID))
 	}
 	if got, _ := reqctx.RequestID(reqctx.EnsureRequestID(ctx, http.Header{})); got != id {
 		t.Errorf("a context with an ID got %q; want %q kept", got, id)
 	}
-	h = http.Header{transport.RequestIDHeader: {"set-by-proxy"}}
+	h = http.Header{transport.HeaderXRequestID: {"set-by-proxy"}}
 	if got, _ := reqctx.RequestID(reqctx.EnsureRequestID(context.Background(), h)); got != "set-by-proxy" {
 		t.Errorf("the response's ID: got %q; want set-by-proxy", got)
 	}
-	h = http.Header{transport.RequestIDHeader: {"bad id"}}
+	h = http.Header{transport.HeaderXRequestID: {"bad id"}}
 	got, _ := reqctx.RequestID(reqctx.EnsureRequestID(context.Background(), h))
-	if got == "" || got == "bad id" || h.Get(transport.RequestIDHeader) != got {
-		t.Errorf("an invalid response ID: got %q, header %q; want a new ID in both", got, h.Get(transport.RequestIDHeader))
+	if got == "" || got == "bad id" || h.Get(transport.HeaderXRequestID) != got {
+		t.Errorf("an invalid response ID: got %q, header %q; want a new ID in both", got, h.Get(transport.HeaderXRequestID))
 	}
 }

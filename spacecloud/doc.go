@@ -25,8 +25,9 @@
 //	mux.Handle(spacecloud.LegacyPattern, sc)
 //
 // A Space Cloud request meets the Handler first. It checks the method and
-// the project, reads the envelope (at most MaxBodyBytes), and gives Next
-// the native request: the params alone as the body, the timeout as the
+// the project, reads the envelope (at most the limit of a
+// middleware.BodyLimit in front of it, reqctx.MaxBodyBytes; 413 above),
+// and gives Next the native request: the params alone as the body, the timeout as the
 // Mesh-Timeout-Ms header, everything else (the Authorization header that
 // space-api sends as "Bearer <token>", the path, the other headers) as it
 // came. So the JWT middleware verifies the token as on the native route,

@@ -23,7 +23,7 @@ func ExampleHandler() {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"called":"%s.%s","params":%s,"timeoutMs":"%s"}`,
-			r.PathValue("service"), r.PathValue("function"), params, r.Header.Get(transport.TimeoutHeader))
+			r.PathValue("service"), r.PathValue("function"), params, r.Header.Get(transport.HeaderTimeoutMs))
 	})
 	sc := &spacecloud.Handler{Next: native, Project: "todo-app"}
 	mux := http.NewServeMux()

@@ -42,7 +42,7 @@ func FuzzEnvelope(f *testing.F) {
 		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			reached = true
 			got, _ = io.ReadAll(r.Body)
-			timeout = r.Header.Values(transport.TimeoutHeader)
+			timeout = r.Header.Values(transport.HeaderTimeoutMs)
 			w.Header().Set("Content-Type", contentType)
 			w.WriteHeader(status)
 			_, _ = w.Write(answer)
@@ -88,14 +88,14 @@ func FuzzEnvelope(f *testing.F) {
 		case env.Timeout < 0 || env.Timeout > 9_999_999_999*time.Millisecond:
 			t.Fatalf("body %q: timeout %v out of range", body, env.Timeout)
 		case env.Timeout == 0 && len(timeout) != 0:
-			t.Fatalf("body %q: no timeout, but Next got %s %v", body, transport.TimeoutHeader, timeout)
+			t.Fatalf("body %q: no timeout, but Next got %s %v", body, transport.HeaderTimeoutMs, timeout)
 		case env.Timeout > 0:
 			if len(timeout) != 1 {
-				t.Fatalf("body %q: timeout %v, Next got %s %v", body, env.Timeout, transport.TimeoutHeader, timeout)
+				t.Fatalf("body %q: timeout %v, Next got %s %v", body, env.Timeout, transport.HeaderTimeoutMs, timeout)
 			}
 			d, err := transport.ParseTimeout(timeout[0])
 			if err != nil || d < env.Timeout || d-env.Timeout >= time.Millisecond {
-				t.Fatalf("body %q: timeout %v sent as %s %q (%v, %v)", body, env.Timeout, transport.TimeoutHeader, timeout[0], d, err)
+				t.Fatalf("body %q: timeout %v sent as %s %q (%v, %v)", body, env.Timeout, transport.HeaderTimeoutMs, timeout[0], d, err)
 			}
 		}
 	})

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -25,11 +26,6 @@ const (
 	Pattern       = "/v1/api/{project}/services/{service}/{function}"
 	LegacyPattern = "/v1/api/{project}/functions/{service}/{function}"
 )
-
-// DefaultMaxBodyBytes bounds the request envelope when
-// Handler.MaxBodyBytes is zero: 1 MiB, NATS's default max payload, so that
-// a call NATS could carry is never refused here.
-const DefaultMaxBodyBytes = 1 << 20
 
 // Handler serves Space Cloud's function call API in front of the host's
 // own chain: it takes the Space Cloud request
@@ -60,10 +56,6 @@ type Handler struct {
 	// Project, when set, is the only project ID the handler serves; a
 	// call naming another is answered 404. Empty serves any.
 	Project string
-
-	// MaxBodyBytes bounds the envelope; above it the answer is 413. 0
-	// means DefaultMaxBodyBytes.
-	MaxBodyBytes int64
 }
 
 // ServeHTTP implements http.Handler.
@@ -86,10 +78,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such project")
 		return
 	}
-	limit := h.MaxBodyBytes
-	if limit <= 0 {
-		limit = DefaultMaxBodyBytes
-	}
+	limit, _ := reqctx.MaxBodyBytes(r.Context())
 	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -114,7 +103,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.Header.Set("Content-Type", "application/json")
 	in.Header.Del("Content-Length")
 	if env.Timeout > 0 {
-		in.Header.Set(transport.TimeoutHeader, transport.FormatTimeout(env.Timeout))
+		in.Header.Set(transport.HeaderTimeoutMs, transport.FormatTimeout(env.Timeout))
 	}
 	in.Body, in.ContentLength = newParamsBody(env.Params), int64(len(env.Params))
 	in.GetBody = func() (io.ReadCloser, error) { return newParamsBody(env.Params), nil }
@@ -132,7 +121,7 @@ type Envelope struct {
 	// which the wire contract reads as null.
 	Params []byte
 	// Timeout is the "timeout" member, a number of seconds (fractions
-	// allowed), capped at the longest [transport.TimeoutHeader] holds. 0
+	// allowed), capped at the longest [transport.HeaderTimeoutMs] holds. 0
 	// (missing, null or 0) asks for none: the gateway's own deadline.
 	Timeout time.Duration
 }

@@ -22,8 +22,8 @@ func TestResult(t *testing.T) {
 		if res.status != http.StatusOK || string(a.Result) != `{"greeting":"Hello, Ada!","from":"go"}` {
 			t.Errorf("/%s/greeter/hello: %d %s; want 200 {\"result\": {\"greeting\":\"Hello, Ada!\",\"from\":\"go\"}}", path, res.status, res.body)
 		}
-		if res.header.Get(transport.RequestIDHeader) == "" {
-			t.Errorf("/%s/greeter/hello: no %s header", path, transport.RequestIDHeader)
+		if res.header.Get(transport.HeaderXRequestID) == "" {
+			t.Errorf("/%s/greeter/hello: no %s header", path, transport.HeaderXRequestID)
 		}
 	}
 
@@ -177,10 +177,10 @@ func TestTimeout(t *testing.T) {
 		}
 	}
 	// The envelope's timeout replaces a Mesh-Timeout-Ms header.
-	res := h.call(t, "greeter", "deadline", `{"timeout": 1}`, transport.TimeoutHeader, "15000")
+	res := h.call(t, "greeter", "deadline", `{"timeout": 1}`, transport.HeaderTimeoutMs, "15000")
 	var left int64
 	if err := json.Unmarshal(res.answer(t).Result, &left); err != nil || left > 1000 {
-		t.Errorf("timeout 1 with %s 15000: %d %s; want at most 1000 ms left", transport.TimeoutHeader, res.status, res.body)
+		t.Errorf("timeout 1 with %s 15000: %d %s; want at most 1000 ms left", transport.HeaderTimeoutMs, res.status, res.body)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/tasks"
 )
 
@@ -89,12 +90,12 @@ func FuzzAsyncHandler(f *testing.F) {
 	f.Fuzz(func(t *testing.T, prefer, key, service, function string, body []byte, ct string) {
 		nextCalled := false
 		h := &tasks.Handler{
-			Tasks:        e.q,
-			Next:         http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { nextCalled = true; w.WriteHeader(http.StatusTeapot) }),
-			Names:        func(*http.Request) (string, string) { return service, function },
-			MaxBodyBytes: 4096,
+			Tasks: e.q,
+			Next:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { nextCalled = true; w.WriteHeader(http.StatusTeapot) }),
+			Route: func(*http.Request) (string, string) { return service, function },
 		}
 		r := httptest.NewRequest(http.MethodPost, "/fn/x/y", strings.NewReader(string(body)))
+		r = r.WithContext(reqctx.WithMaxBodyBytes(r.Context(), 4096)) // as middleware.BodyLimit(4096) does
 		r.Header["Prefer"] = []string{prefer}
 		if key != "" {
 			r.Header["Idempotency-Key"] = []string{key}

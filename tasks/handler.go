@@ -11,10 +11,6 @@ import (
 	"github.com/funcmesh/funcmesh/transport"
 )
 
-// DefaultMaxBodyBytes bounds the params of an async call over HTTP unless
-// [Handler.MaxBodyBytes] says otherwise.
-const DefaultMaxBodyBytes = 1 << 20
-
 // Handler takes async calls over HTTP. Mount it where the gateway is, on
 // the same chain (authentication, then the policy), wrapping the gateway:
 //
@@ -37,12 +33,10 @@ type Handler struct {
 	// StatusPath is the path the task ID is appended to in Location.
 	// Default "/tasks/".
 	StatusPath string
-	// Names returns the service and function of a request; nil reads the
-	// path values "service" and "function".
-	Names func(r *http.Request) (service, function string)
-	// MaxBodyBytes bounds the params; default DefaultMaxBodyBytes. Above
-	// it the answer is 413.
-	MaxBodyBytes int64
+	// Route returns the service and function of a request, as
+	// mesh.Gateway.Route does; nil reads the path values "service" and
+	// "function".
+	Route func(r *http.Request) (service, function string)
 }
 
 // Accepted is the JSON body of a 202 answer.
@@ -81,15 +75,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := reqctx.EnsureRequestID(r.Context(), w.Header())
 	var service, function string
-	if h.Names != nil {
-		service, function = h.Names(r)
+	if h.Route != nil {
+		service, function = h.Route(r)
 	} else {
 		service, function = r.PathValue("service"), r.PathValue("function")
 	}
-	limit := h.MaxBodyBytes
-	if limit <= 0 {
-		limit = DefaultMaxBodyBytes
-	}
+	// The params are bounded by middleware.BodyLimit's limit (413 above).
+	limit, _ := reqctx.MaxBodyBytes(ctx)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -88,7 +88,7 @@ func TestCodeOf(t *testing.T) {
 func TestWriteHTTPErrorHidesCause(t *testing.T) {
 	t.Parallel()
 	rec := httptest.NewRecorder()
-	rec.Header().Set(transport.RequestIDHeader, "req-1")
+	rec.Header().Set(transport.HeaderXRequestID, "req-1")
 	transport.WriteHTTPError(rec, fmt.Errorf("nats: secret internals at 10.0.0.1"))
 	if rec.Code != http.StatusInternalServerError {
 		t.Fatalf("status %d; want 500", rec.Code)

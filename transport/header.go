@@ -8,8 +8,14 @@ import (
 	"time"
 )
 
-// Header names of the wire contract, set by the mesh only: a gateway
-// forwards no header an HTTP client sent, so none can be forged.
+// Header names. Every header constant of funcmesh is named Header followed
+// by the header's name in Go spelling, without a Mesh- prefix:
+// Mesh-Request-Id is HeaderRequestID, Mesh-Timeout-Ms is
+// [HeaderTimeoutMs], X-Request-Id is [HeaderXRequestID].
+//
+// The headers of a call (a NATS message) below are set by the mesh only:
+// a gateway forwards no header an HTTP client sent, so none can be
+// forged. [HeaderAuthSig] and [HeaderHops] belong to them too.
 const (
 	HeaderAuth        = "Mesh-Auth"
 	HeaderDeadline    = "Mesh-Deadline"
@@ -30,6 +36,10 @@ const (
 	HeaderServiceError     = "Nats-Service-Error"
 	HeaderServiceErrorCode = "Nats-Service-Error-Code"
 )
+
+// HeaderXRequestID is the HTTP header that carries the request ID to and
+// from HTTP clients; a call carries it in [HeaderRequestID].
+const HeaderXRequestID = "X-Request-Id"
 
 // FormatDeadline encodes a deadline for the Mesh-Deadline header.
 func FormatDeadline(t time.Time) string {
@@ -54,6 +64,12 @@ type Caller struct {
 	Service  string `json:"service"`
 	Function string `json:"function"`
 }
+
+// PolicyCaller is the caller of the calls a host's policy makes (authz's
+// func rules and funcmesh.call): a function the policy calls sees
+// Mesh-Caller "authz.policy". Only a host sends it; a router refuses a
+// nested call that claims it, whatever service makes it.
+var PolicyCaller = Caller{Service: "authz", Function: "policy"}
 
 // String returns the header form, "service.function".
 func (c Caller) String() string { return c.Service + "." + c.Function }

@@ -5,10 +5,6 @@ import (
 	"net/http"
 )
 
-// RequestIDHeader is the HTTP header that carries the request ID to and
-// from HTTP clients.
-const RequestIDHeader = "X-Request-Id"
-
 // WriteHTTPError writes err as the JSON error body every funcmesh handler
 // and middleware answers with:
 //
@@ -25,7 +21,7 @@ func WriteHTTPError(w http.ResponseWriter, err error) {
 	body := errorBody{Error: errorDetail{
 		Code:      e.code,
 		Message:   e.message,
-		RequestID: w.Header().Get(RequestIDHeader),
+		RequestID: w.Header().Get(HeaderXRequestID),
 	}}
 	b, _ := json.Marshal(body) // cannot fail: strings only
 	h := w.Header()

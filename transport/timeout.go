@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// TimeoutHeader is the HTTP request header in which a caller asks for a
+// HeaderTimeoutMs is the HTTP request header in which a caller asks for a
 // shorter deadline than the gateway's own: the time it will wait, in
 // decimal milliseconds, 1 to [MaxTimeoutDigits] ASCII digits, more than
 // zero ("2500" is two and a half seconds). The gateway bounds it by its
@@ -18,13 +18,13 @@ import (
 // meaning: a function passes on the deadline its claims were signed for in
 // Mesh-Deadline and asks for a shorter one with this header; the router
 // bounds it by that deadline.
-const TimeoutHeader = "Mesh-Timeout-Ms"
+const HeaderTimeoutMs = "Mesh-Timeout-Ms"
 
-// MaxTimeoutDigits bounds the length of a [TimeoutHeader] value, as
+// MaxTimeoutDigits bounds the length of a [HeaderTimeoutMs] value, as
 // Connect bounds Connect-Timeout-Ms: 10 digits are more than 115 days.
 const MaxTimeoutDigits = 10
 
-// ParseTimeout decodes a [TimeoutHeader] value. Anything but 1 to
+// ParseTimeout decodes a [HeaderTimeoutMs] value. Anything but 1 to
 // MaxTimeoutDigits ASCII digits with a value above zero is an error: no
 // sign, space, fraction or unit.
 func ParseTimeout(s string) (time.Duration, error) {
@@ -45,7 +45,7 @@ func ParseTimeout(s string) (time.Duration, error) {
 	return time.Duration(ms) * time.Millisecond, nil
 }
 
-// FormatTimeout encodes d for the [TimeoutHeader]: rounded up to whole
+// FormatTimeout encodes d for the [HeaderTimeoutMs]: rounded up to whole
 // milliseconds, so that the deadline is never shorter than asked, at least
 // 1 and at most the largest value the header holds (which a gateway
 // bounds to its own maximum anyway).

@@ -74,7 +74,7 @@ func newHandler(ctx context.Context, b *broker.Broker, du *durable, signer *tran
 	// The host signs the claims it forwards (signer, main.go), so that a
 	// function can pass them on to the functions it calls; the router
 	// checks the signature.
-	gw, err := mesh.NewGateway(nc, mesh.WithClaimsSigner(signer))
+	gw, err := mesh.NewGateway(nc, mesh.WithClaimsSigner(signer), mesh.WithLogger(logger))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -82,7 +82,6 @@ func newHandler(ctx context.Context, b *broker.Broker, du *durable, signer *tran
 	if err != nil {
 		return nil, nil, err
 	}
-	gw.ErrorLog = logger
 	disc, err := mesh.NewDiscovery(nc)
 	if err != nil {
 		return nil, nil, err

@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/funcmesh/funcmesh/authz"
+	"github.com/funcmesh/funcmesh/mesh"
 )
 
 // TestErrorBodies makes every kind of failed call and checks each answer:
 // the JSON error body, with the request ID the client sent, and none of
 // the internals (NATS errors, the function's own error text, a panic's
-// stack). For server errors, the gateway's ErrorLog has a record with the
+// stack). For server errors, the gateway's logger (mesh.WithLogger) has a record with the
 // same request ID, so an operator can find the cause the caller does not
 // see.
 func TestErrorBodies(t *testing.T) {
@@ -24,9 +25,9 @@ func TestErrorBodies(t *testing.T) {
 	b := startBroker(t)
 	startEcho(t, b.ClientURL(), "svc")
 	const timeout = 2 * time.Second
-	g := newGateway(t, b.Conn(), gatewayConfig{Timeout: timeout, Policy: []authz.Option{authz.Module("params.rego", paramsPolicy)}})
 	var logs records
-	g.gw.ErrorLog = slog.New(&logs)
+	g := newGateway(t, b.Conn(), gatewayConfig{Timeout: timeout, Policy: []authz.Option{authz.Module("params.rego", paramsPolicy)},
+		Client: []mesh.ClientOption{mesh.WithLogger(slog.New(&logs))}})
 	auth := bearer(token(t, "u1"))
 	for i, tc := range []struct {
 		path, body, token string
@@ -67,9 +68,9 @@ func TestErrorBodies(t *testing.T) {
 		if tc.status >= 500 {
 			r, ok := logs.find(id)
 			if !ok {
-				t.Errorf("%s: no ErrorLog record with request_id %s", tc.path, id)
+				t.Errorf("%s: no log record with request_id %s", tc.path, id)
 			} else if !strings.Contains(r, tc.cause) {
-				t.Errorf("%s: ErrorLog record %q; want the cause %q", tc.path, r, tc.cause)
+				t.Errorf("%s: log record %q; want the cause %q", tc.path, r, tc.cause)
 			}
 		}
 	}
