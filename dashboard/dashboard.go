@@ -18,7 +18,8 @@
 //
 // With [Options.Tasks] the page also lists the durable calls' dead letters,
 // each with a Replay button; with [Options.Schedules] it lists the
-// schedules, when each fires next and how its last tick went.
+// schedules (the first [Options.MaxSchedules] by name), when each fires
+// next and how its last tick went.
 //
 // Counts come from each instance: a funcmesh service reports the calls its
 // functions ran, their errors, refusals at its concurrency limit, panics
@@ -27,7 +28,11 @@
 // micro's request and error counts, processing time and last error. The
 // average latency shown is the processing time over the calls. Funcmesh
 // services do not report a last error (its text may be private). Counts
-// start at zero when an instance starts and vanish when it stops.
+// start at zero when an instance starts and vanish when it stops. Each
+// service is asked on its own subject ($SRV.STATS.<name>), which with
+// per-service credentials no other service may take, and only answers
+// that name that service and an instance discovery found are counted: a
+// service cannot report the counts of another.
 package dashboard
 
 import (
@@ -85,6 +90,10 @@ type Options struct {
 	// fires next and how its last tick went (never its params or claims).
 	// nil shows none.
 	Schedules *schedules.Schedules
+
+	// MaxSchedules bounds the schedules shown, the first by name: 100 by
+	// default. Only those are read from the broker.
+	MaxSchedules int
 }
 
 // Handler serves the dashboard. Create it with [New]; it is safe for
@@ -100,6 +109,7 @@ type Handler struct {
 	tasks   *tasks.Tasks
 	maxDead int
 	scheds  *schedules.Schedules
+	maxSch  int
 	csrf    *http.CrossOriginProtection
 
 	mu   sync.Mutex // held while a snapshot is taken, so one runs at a time
@@ -121,10 +131,14 @@ func New(nc *nats.Conn, opts Options) (*Handler, error) {
 		tasks:   opts.Tasks,
 		maxDead: opts.MaxDeadLetters,
 		scheds:  opts.Schedules,
+		maxSch:  opts.MaxSchedules,
 		csrf:    http.NewCrossOriginProtection(),
 	}
 	if h.maxDead <= 0 {
 		h.maxDead = 50
+	}
+	if h.maxSch <= 0 {
+		h.maxSch = 100
 	}
 	if h.prefix == "" {
 		h.prefix = transport.DefaultPrefix
@@ -174,7 +188,8 @@ func (h *Handler) Snapshot(ctx context.Context) (*Snapshot, error) {
 	}
 	if h.scheds != nil {
 		s.Schedules = &Schedules{List: []Schedule{}}
-		list, err := h.scheds.List(ctx)
+		list, more, err := h.scheds.ListFirst(ctx, h.maxSch)
+		s.Schedules.More = more
 		if err != nil {
 			s.Schedules.Error = transport.AsError(err).Message()
 		}
