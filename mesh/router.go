@@ -49,24 +49,16 @@ type routerConfig struct {
 // Router refuses the next one with 508; the default is [DefaultMaxHops].
 // n must be from 1 to 255.
 func WithMaxHops(n int) ClientOption {
-	return &option{name: "WithMaxHops", router: func(c *routerConfig) {
-		if n < 1 || n > transport.MaxHopsValue {
-			c.fail(fmt.Errorf("mesh: max hops %d: want 1 to %d", n, transport.MaxHopsValue))
-		}
-		c.maxHops = n
-	}}
+	return &option{name: "WithMaxHops", err: errorIf(n < 1 || n > transport.MaxHopsValue, fmt.Errorf("mesh: max hops %d: want 1 to %d", n, transport.MaxHopsValue)),
+		router: func(c *routerConfig) { c.maxHops = n }}
 }
 
 // WithRouterWorkers sets how many subscriptions a Router takes calls on,
 // each with its goroutine that checks and forwards one call at a time. The
 // default is GOMAXPROCS.
 func WithRouterWorkers(n int) ClientOption {
-	return &option{name: "WithRouterWorkers", router: func(c *routerConfig) {
-		if n < 1 {
-			c.fail(fmt.Errorf("mesh: router workers %d: must be at least 1", n))
-		}
-		c.workers = n
-	}}
+	return &option{name: "WithRouterWorkers", err: errorIf(n < 1, fmt.Errorf("mesh: router workers %d: must be at least 1", n)),
+		router: func(c *routerConfig) { c.workers = n }}
 }
 
 // Router makes nested calls pass the policy. A function of service A calls
