@@ -128,8 +128,10 @@ type Router struct {
 	refused atomic.Int64
 
 	// claims caches the decoded claims of signatures already checked, by
-	// their JSON: a chain of nested calls carries the same claims, and
-	// decoding them is the largest cost of a check.
+	// their JSON: a chain of nested calls carries the same claims. Kept
+	// because it measurably matters: without it BenchmarkNestedCall/
+	// authorized allocates 19% more bytes (105 -> 137 objects) per call
+	// (docs/performance.md, "Plain code instead of tricks").
 	claims      sync.Map // string → *decodedClaims
 	claimsCount atomic.Int64
 
