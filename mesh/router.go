@@ -127,52 +127,10 @@ type Router struct {
 
 	refused atomic.Int64
 
-	// claims caches the decoded claims of signatures already checked, by
-	// their JSON: a chain of nested calls carries the same claims. Kept
-	// because it measurably matters: without it BenchmarkNestedCall/
-	// authorized allocates 19% more bytes (105 -> 137 objects) per call
-	// (docs/performance.md, "Plain code instead of tricks").
-	claims      sync.Map // string → *decodedClaims
-	claimsCount atomic.Int64
-
 	stopOnce  sync.Once
 	stopped   chan struct{}
 	sweepOnce sync.Once
 	sweeper   chan struct{}
-}
-
-type decodedClaims struct {
-	m   map[string]any
-	raw []byte
-}
-
-// maxCachedClaims bounds the claims a Router keeps decoded, and
-// maxCachedClaimsLen the size of each (so at most 4 MiB in all); larger
-// claims are decoded every time.
-const (
-	maxCachedClaims    = 1024
-	maxCachedClaimsLen = 4 << 10
-)
-
-// decodeClaims returns claims decoded, from the cache when it can.
-func (r *Router) decodeClaims(claims string) (*decodedClaims, error) {
-	if d, ok := r.claims.Load(claims); ok {
-		return d.(*decodedClaims), nil
-	}
-	m, err := transport.DecodeClaims(claims)
-	if err != nil {
-		return nil, err
-	}
-	d := &decodedClaims{m: m, raw: []byte(claims)}
-	if len(claims) > maxCachedClaimsLen {
-		return d, nil
-	}
-	if r.claimsCount.Add(1) > maxCachedClaims {
-		r.claims.Clear()
-		r.claimsCount.Store(1)
-	}
-	r.claims.Store(claims, d)
-	return d, nil
 }
 
 // pendingCall is a forwarded call whose answer the Router relays.
@@ -391,7 +349,7 @@ func (r *Router) check(m *nats.Msg, caller, service, function string) (*nats.Msg
 	sig := headerValue(h, transport.HeaderAuthSig)
 	if claims != "" {
 		// Only the signature is checked here: claims the host signed are
-		// the JSON object it sent (decodeClaims, below, decodes them).
+		// the JSON object it sent (decoded below).
 		if len(claims) > transport.MaxClaimsLen {
 			return nil, time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: too long")
 		}
@@ -449,11 +407,11 @@ func (r *Router) check(m *nats.Msg, caller, service, function string) (*nats.Msg
 
 	ctx := reqctx.WithCaller(reqctx.WithRequestID(context.Background(), requestID), callerFn)
 	if claims != "" {
-		decoded, err := r.decodeClaims(claims)
+		decoded, err := transport.DecodeClaims(claims)
 		if err != nil {
 			return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header", err)
 		}
-		ctx = reqctx.WithClaims(ctx, decoded.m, decoded.raw)
+		ctx = reqctx.WithClaims(ctx, decoded, []byte(claims))
 	}
 	if err := r.authorize(ctx, service, function, m.Data); err != nil {
 		return nil, time.Time{}, err
