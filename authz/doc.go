@@ -144,12 +144,16 @@
 //   - func sends {"service", "function", "params", "auth", "token"} and the
 //     caller's claims; Space Cloud sent {"params"} and the claims. Both
 //     allow on {"ack": true} only and wait at most 5 seconds. Space Cloud
-//     called without a guard; here a function the policy asks cannot
-//     make the policy ask it again for the same call ([WithCall]).
+//     called without a guard; here the function runs with Mesh-Caller
+//     authz.policy ([PolicyCaller]), which no service can claim, and the
+//     nested calls it makes carry a mark the host signed into the call,
+//     under which the policy calls no function: it cannot make the policy
+//     ask it again, in any host process ([WithCall]).
 //   - webhook needs {"ack": true} with a 2xx status (Space Cloud took any
 //     JSON with a 2xx), https or loopback http, follows no redirect, and
 //     has a 5 second bound (Space Cloud's later versions had none of
-//     their own).
+//     their own); an answer longer than [MaxHTTPAnswer] denies, unread
+//     past the bound (which holds for every http.send of a policy).
 //   - in and notIn are false when f1 (or a reference in the list) has no
 //     value of the type, or f2 is no array; Space Cloud's notIn allowed
 //     when a reference to the list held no array. They compare any type

@@ -236,7 +236,7 @@ func evalContext(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value
 // evalQuery evaluates pq for input, turning a panic into an error.
 func evalQuery(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value, opts ...rego.EvalOption) (_ ast.Value, err error) {
 	defer recoverEval(&err)
-	opts = append(opts, rego.EvalParsedInput(input), noMetrics, keepAST)
+	opts = append(opts, rego.EvalParsedInput(input), noMetrics, keepAST, boundedHTTP)
 	if now := clock.Load(); now != nil {
 		opts = append(opts, rego.EvalTime((*now)()))
 	}

@@ -19,11 +19,15 @@ import (
 )
 
 // CallFunc calls a function of the mesh for the policy and returns its
-// result: the host gives one to the Authorizer with [WithCall], usually a
-// mesh.Client's Call. ctx carries the decision's claims and request ID
-// ([reqctx.Claims], [reqctx.RequestID]), [PolicyCaller] as the caller
-// ([reqctx.Caller]) and a deadline of at most [PolicyCallTimeout]. authz
-// does not import mesh; this is how it calls functions.
+// result: the host gives one to the Authorizer with [WithCall], usually
+// the Invoke method of a mesh.Client made with the host's claims signer
+// (mesh.WithClaimsSigner). ctx carries the decision's claims and request
+// ID ([reqctx.Claims], [reqctx.RequestID]), [PolicyCaller] as the caller
+// ([reqctx.Caller]), the mark of a policy call ([reqctx.WithPolicyCall])
+// and a deadline of at most [PolicyCallTimeout]. A mesh.Client sends the
+// caller as Mesh-Caller and the mark in its signature, so the function
+// sees "authz.policy" as its caller and the nested calls it makes carry
+// the mark. authz does not import mesh; this is how it calls functions.
 type CallFunc func(ctx context.Context, service, function string, params []byte) ([]byte, error)
 
 // PolicyCallBuiltin is the name of the Rego built-in through which
@@ -55,9 +59,11 @@ const PolicyCallBuiltin = "funcmesh.call"
 // it too. Webhook rules have the same bound.
 const PolicyCallTimeout = 5 * time.Second
 
-// PolicyCaller is the caller the policy's function calls are made as: the
-// host's CallFunc finds it in ctx ([reqctx.Caller]).
-var PolicyCaller = transport.Caller{Service: "authz", Function: "policy"}
+// PolicyCaller is the caller the policy's function calls are made as
+// (transport.PolicyCaller, "authz.policy"): the host's CallFunc finds it
+// in ctx ([reqctx.Caller]), and the function called sees it in its
+// Mesh-Caller. A router refuses a nested call that claims it.
+var PolicyCaller = transport.PolicyCaller
 
 // WithCall lets the policy call functions, through call: the func rules of
 // a rule config and the Rego built-in funcmesh.call ([PolicyCallBuiltin]).
@@ -65,12 +71,15 @@ var PolicyCaller = transport.Caller{Service: "authz", Function: "policy"}
 // the decision's context, bounded by [PolicyCallTimeout], with
 // [PolicyCaller] as the caller.
 //
-// A call cannot make the policy call it again for the same request: while
-// deciding a call to s.f, a policy call to g.h is refused when the same
-// request (by its ID) is already waiting for g.h while deciding s.f (a
-// function asked by the policy that calls back into what it is deciding),
-// and any policy call is refused while the context is that of a policy
-// call (a CallFunc that itself decides through this Authorizer).
+// A function the policy calls cannot make the policy call again: the
+// policy makes no call while deciding a call made within a policy call
+// (the context is marked, [reqctx.PolicyCall]: by this Authorizer for a
+// CallFunc that itself decides, or by the router of nested calls, in any
+// host process, for a nested call whose signature carries the mark), so
+// such a decision's func rules and funcmesh.call deny. And while deciding
+// a call to s.f, a policy call to g.h is refused when the same request
+// (by its ID) is already waiting for g.h while deciding s.f in this
+// process, which holds even when the CallFunc does not mark its calls.
 func WithCall(call CallFunc) Option {
 	return optionFunc(func(c *config) {
 		if call == nil {
@@ -99,7 +108,6 @@ type inflightKey struct {
 
 type (
 	decisionKey     struct{}
-	policyCallKey   struct{}
 	decisionContext struct {
 		calls             *policyCalls
 		logger            *slog.Logger
@@ -164,7 +172,7 @@ func (dc *decisionContext) do(ctx context.Context, service, function string, par
 	if dc == nil {
 		return nil, errNoCall
 	}
-	if ctx.Value(policyCallKey{}) != nil {
+	if reqctx.PolicyCall(ctx) {
 		return nil, errRecursion
 	}
 	if err := transport.ValidateName(service); err != nil {
@@ -190,7 +198,7 @@ func (dc *decisionContext) do(ctx context.Context, service, function string, par
 	}
 	ctx, cancel := context.WithTimeout(ctx, PolicyCallTimeout)
 	defer cancel()
-	ctx = context.WithValue(reqctx.WithCaller(ctx, PolicyCaller), policyCallKey{}, true)
+	ctx = reqctx.WithPolicyCall(reqctx.WithCaller(ctx, PolicyCaller))
 	out, err := dc.calls.call(ctx, service, function, data)
 	if err != nil {
 		return nil, err

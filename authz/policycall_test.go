@@ -12,6 +12,7 @@ import (
 
 	"github.com/funcmesh/funcmesh/authz"
 	"github.com/funcmesh/funcmesh/reqctx"
+	"github.com/funcmesh/funcmesh/transport"
 )
 
 // authFunc stands for an authorization function of the mesh: it records
@@ -322,5 +323,31 @@ func TestServiceRulesKinds(t *testing.T) {
 	_, err := authz.ParseRules([]byte(`{"functions": {"func1": {"rule": {"rule": "allow"}}}}`))
 	if err == nil || !strings.Contains(err.Error(), "ServiceRulesJSON") {
 		t.Errorf("a service's config given as a whole config: %v; want a pointer to ServiceRulesJSON", err)
+	}
+}
+
+// TestPolicyCallMarked: a decision in a context marked as within a policy
+// call (as a router marks a nested call that carries the signed mark)
+// calls no function, and its func rule denies; the functions the policy
+// calls get the mark and the policy as their caller.
+func TestPolicyCallMarked(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	var marked, asPolicy atomic.Bool
+	call := func(ctx context.Context, service, function string, params []byte) ([]byte, error) {
+		calls.Add(1)
+		c, _ := reqctx.Caller(ctx)
+		marked.Store(reqctx.PolicyCall(ctx))
+		asPolicy.Store(c == transport.PolicyCaller)
+		return []byte(`{"ack": true}`), nil
+	}
+	a := newAuthorizer(t, authz.RulesJSON([]byte(allKindsRules)), authz.WithCall(call))
+	in := authz.Input{Service: "shop", Function: "func"}
+	if d, err := a.Authorize(context.Background(), in); err != nil || !d.Allow || calls.Load() == 0 || !marked.Load() || !asPolicy.Load() {
+		t.Fatalf("unmarked: %+v, %v after %d calls (marked %v, as the policy %v); want allowed after a marked call as authz.policy", d, err, calls.Load(), marked.Load(), asPolicy.Load())
+	}
+	before := calls.Load()
+	if d, err := a.Authorize(reqctx.WithPolicyCall(context.Background()), in); err != nil || d.Allow || calls.Load() != before {
+		t.Errorf("within a policy call: %+v, %v after %d calls; want a denial without a call", d, err, calls.Load()-before)
 	}
 }

@@ -27,7 +27,11 @@
 // micro's request and error counts, processing time and last error. The
 // average latency shown is the processing time over the calls. Funcmesh
 // services do not report a last error (its text may be private). Counts
-// start at zero when an instance starts and vanish when it stops.
+// start at zero when an instance starts and vanish when it stops. Each
+// service is asked on its own subject ($SRV.STATS.<name>), which with
+// per-service credentials no other service may take, and only answers
+// that name that service and an instance discovery found are counted: a
+// service cannot report the counts of another.
 package dashboard
 
 import (

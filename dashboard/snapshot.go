@@ -4,13 +4,11 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
-	"sync"
+	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/funcmesh/funcmesh/mesh"
@@ -124,20 +122,15 @@ type Function struct {
 	LastError string `json:"last_error,omitempty"`
 }
 
-// collect asks the bus for the services and their stats, waiting window
-// for the answers.
+// collect asks the bus for the services, then for their instances'
+// stats, waiting at most window for each.
 func (h *Handler) collect(ctx context.Context) (*Snapshot, error) {
-	var (
-		wg       sync.WaitGroup
-		services []mesh.ServiceInfo
-		infoErr  error
-		stats    map[string]*micro.Stats
-		statsErr error
-	)
-	wg.Go(func() { services, infoErr = h.disc.Services(ctx) })
-	wg.Go(func() { stats, statsErr = h.stats(ctx) })
-	wg.Wait()
-	if err := cmp.Or(infoErr, statsErr); err != nil {
+	services, err := h.disc.Services(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stats, err := h.stats(ctx, services)
+	if err != nil {
 		return nil, err
 	}
 	return build(h.prefix, services, stats, time.Now()), nil
@@ -241,42 +234,60 @@ func meshData(raw json.RawMessage, d *mesh.EndpointStats) bool {
 	return json.Unmarshal(raw, d) == nil
 }
 
-// stats sends $SRV.STATS to every service and collects the answers, by
-// instance ID, until ctx ends or h.window passes.
-func (h *Handler) stats(ctx context.Context) (map[string]*micro.Stats, error) {
+// stats asks each service for its instances' stats on the service's own
+// subject, $SRV.STATS.<name>, which with per-service credentials only
+// that service (and the host) may subscribe to, and collects the answers
+// by instance ID until every instance discovery found has answered, ctx
+// ends or h.window passes. An answer counts only when it names the
+// service asked and an instance of it: no service can report the stats
+// of another (the generic $SRV.STATS, which any service may answer,
+// would let it).
+func (h *Handler) stats(ctx context.Context, services []mesh.ServiceInfo) (map[string]*micro.Stats, error) {
+	out := map[string]*micro.Stats{}
+	if len(services) == 0 {
+		return out, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.window)
 	defer cancel()
-	subject, err := micro.ControlSubject(micro.StatsVerb, "", "")
-	if err != nil {
-		return nil, err
-	}
-	inbox := h.nc.NewRespInbox()
-	sub, err := h.nc.SubscribeSync(inbox)
+	// Each service is asked with its own reply subject, <inbox>.<i>, so
+	// that an answer tells which service it answers for.
+	inbox := h.nc.NewInbox()
+	sub, err := h.nc.SubscribeSync(inbox + ".*")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: stats: %w", err)
 	}
 	defer sub.Unsubscribe()
-	if err := h.nc.PublishRequest(subject, inbox, nil); err != nil {
-		return nil, fmt.Errorf("dashboard: stats: %w", err)
+	waiting := 0
+	for i, si := range services {
+		subject, err := micro.ControlSubject(micro.StatsVerb, si.Name, "")
+		if err != nil {
+			continue // discovery lists only valid names
+		}
+		if err := h.nc.PublishRequest(subject, inbox+"."+strconv.Itoa(i), nil); err != nil {
+			return nil, fmt.Errorf("dashboard: stats: %w", err)
+		}
+		waiting += len(si.Instances)
 	}
-	out := map[string]*micro.Stats{}
-	for {
+	for waiting > 0 {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, nats.ErrNoResponders) {
-				return out, nil // out of time, or nobody is there at all
+			if ctx.Err() != nil {
+				return out, nil // out of time
 			}
 			return nil, fmt.Errorf("dashboard: stats: %w", err)
 		}
-		var st micro.Stats
-		if json.Unmarshal(m.Data, &st) != nil || st.Type != micro.StatsResponseType || st.ID == "" {
+		i, err := strconv.Atoi(m.Subject[len(inbox)+1:])
+		if err != nil || i < 0 || i >= len(services) {
 			continue
 		}
-		if len(out) < maxInstances {
+		var st micro.Stats
+		if json.Unmarshal(m.Data, &st) != nil || st.Type != micro.StatsResponseType || st.Name != services[i].Name {
+			continue
+		}
+		if out[st.ID] == nil && slices.ContainsFunc(services[i].Instances, func(ii mesh.InstanceInfo) bool { return ii.ID == st.ID }) {
 			out[st.ID] = &st
+			waiting--
 		}
 	}
+	return out, nil
 }
-
-// maxInstances bounds the stats answers one snapshot keeps.
-const maxInstances = 10_000

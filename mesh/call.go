@@ -177,12 +177,13 @@ func (c *Call) parseHeaders(h nats.Header, now time.Time, timeout time.Duration)
 			return transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: want a JSON object")
 		}
 		c.rawClaims = v
-		if sig := headerValue(h, transport.HeaderAuthSig); len(sig) <= maxSigLen {
-			// The service cannot check it (only hosts hold the key): it
-			// passes it on, and the router that routes its nested calls
-			// checks it.
-			c.rawSig = sig
-		}
+	}
+	if sig := headerValue(h, transport.HeaderAuthSig); len(sig) <= maxSigLen {
+		// The service cannot check it (only hosts hold the key): it
+		// passes it on, and the router that routes its nested calls
+		// checks it. A call the policy made carries one without claims
+		// too: its mark.
+		c.rawSig = sig
 	}
 	if v := headerValue(h, transport.HeaderHops); v != "" {
 		n, err := transport.ParseHops(v)

@@ -32,11 +32,15 @@ const jsonContentType = "application/json"
 // transport): the deadline (the context's, or [WithTimeout]'s), the request
 // ID, the caller's verified claims, the calling function and the W3C trace
 // context. Inside a function, a call made with the function's context
-// passes on the claims and request ID of the call being served and names
-// that function as the caller; elsewhere they come from the context
-// through [reqctx.RequestID] and
-// [reqctx.ClaimsJSON], and a request ID is generated when
-// there is none.
+// passes on the claims, their signature and the request ID of the call
+// being served and names that function as the caller; elsewhere they come
+// from the context through [reqctx.RequestID], [reqctx.ClaimsJSON] and
+// [reqctx.Caller] (authz.policy for the policy's calls), and a request ID
+// is generated when there is none. A call in a context marked by
+// [reqctx.WithPolicyCall] (authz marks the calls its policy makes) is
+// signed with the mark ([transport.ClaimsSigner.SignPolicyCall]), claims
+// or not, so that the nested calls the function makes carry it; without
+// [WithClaimsSigner] such a call fails with 500.
 //
 // A call made with a function's context is a nested call: it goes out on
 // the call route to the host's [Router], which asks the policy before the
@@ -259,9 +263,11 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		requestID = call.requestID
 		if call.rawClaims != "" {
 			h.Set(transport.HeaderAuth, call.rawClaims)
-			if call.rawSig != "" {
-				h.Set(transport.HeaderAuthSig, call.rawSig)
-			}
+		}
+		if call.rawSig != "" {
+			// Also without claims: the signature of a call the policy
+			// made marks the calls made within it.
+			h.Set(transport.HeaderAuthSig, call.rawSig)
 		}
 		if deadline.Before(call.deadline) {
 			h.Set(transport.HeaderTimeoutMs, transport.FormatTimeout(time.Until(deadline)))
@@ -270,8 +276,15 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		if call.hops > 0 {
 			h.Set(transport.HeaderHops, strconv.Itoa(call.hops))
 		}
-	} else if raw, ok := reqctx.ClaimsJSON(ctx); ok && len(raw) > 0 {
-		h.Set(transport.HeaderAuth, string(raw))
+	} else {
+		if raw, ok := reqctx.ClaimsJSON(ctx); ok && len(raw) > 0 {
+			h.Set(transport.HeaderAuth, string(raw))
+		}
+		if caller, ok := reqctx.Caller(ctx); ok {
+			// The host's own call on behalf of a caller it names: the
+			// policy's (authz.policy), say.
+			h.Set(transport.HeaderCaller, caller.String())
+		}
 	}
 	if requestID == "" {
 		if id, ok := reqctx.RequestID(ctx); ok {
@@ -282,11 +295,23 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		}
 	}
 	h.Set(transport.HeaderRequestID, requestID)
-	if !inCall && c.signer != nil {
+	if !inCall {
 		// The host signs the claims it sends, bound to this call, so that
-		// the function can pass them on to a nested call.
+		// the function can pass them on to a nested call; a call the
+		// policy makes is signed with its mark, claims or not, so that
+		// the nested calls made within it carry the mark.
+		claims := ""
 		if v := h[transport.HeaderAuth]; len(v) > 0 {
-			h.Set(transport.HeaderAuthSig, c.signer.Sign(v[0], requestID, deadline))
+			claims = v[0]
+		}
+		switch {
+		case reqctx.PolicyCall(ctx) && c.signer == nil:
+			e := transport.NewError(transport.CodeInternal, "a call for the policy needs the host's claims signer (mesh.WithClaimsSigner): its mark travels in the signature")
+			return Reply{}, e.Code(), e
+		case reqctx.PolicyCall(ctx):
+			h.Set(transport.HeaderAuthSig, c.signer.SignPolicyCall(claims, requestID, deadline))
+		case c.signer != nil && claims != "":
+			h.Set(transport.HeaderAuthSig, c.signer.Sign(claims, requestID, deadline))
 		}
 	}
 	if req.ContentType != "" {

@@ -82,20 +82,25 @@ func WithRouterWorkers(n int) ClientOption {
 //     signed for (Mesh-Deadline). A missing, altered or foreign signature
 //     is refused with 401, one whose deadline has passed with 504: forged
 //     claims never reach the policy or a function. A call without
-//     Mesh-Auth is anonymous;
+//     Mesh-Auth is anonymous; if it has a Mesh-Auth-Sig all the same
+//     (the mark of a policy call, below), that must hold too;
 //  3. bounds the deadline: the signed one (for an anonymous call the one it
 //     states, at most [WithTimeout] from now), shortened by an optional
 //     Mesh-Timeout-Ms; refuses the call with 508 when Mesh-Hops (what the
 //     calling function received) reaches the hop limit ([WithMaxHops]);
 //  4. asks the policy (the [AuthorizeFunc]) with the claims, the caller
 //     (the service from the subject, the function from Mesh-Caller, which
-//     must name the same service) and the request ID in the context; a
-//     refusal is answered with the policy's status and the callee never
-//     sees the call;
+//     must name the same service, and never transport.PolicyCaller,
+//     authz.policy: 403) and the request ID in the context, and, when the
+//     signature is that of a call the policy made
+//     ([transport.ClaimsSigner.SignPolicyCall]), the mark
+//     [reqctx.WithPolicyCall], under which the policy makes no call of its
+//     own; a refusal is answered with the policy's status and the callee
+//     never sees the call;
 //  5. forwards the call to <prefix>.B.f with its own connection: the same
 //     params, content type, request ID, claims and trace context, the
-//     claims signed again for the new deadline, Mesh-Caller and Mesh-Hops
-//     one higher (at most 100,000 calls waiting at once: 429 above);
+//     claims (and the mark) signed again for the new deadline, Mesh-Caller
+//     and Mesh-Hops one higher (at most 100,000 calls waiting at once: 429 above);
 //  6. relays the answer (result or error) to the caller's reply subject,
 //     without a reply subject of its own. No instance of B: 503.
 //
@@ -347,9 +352,12 @@ func (r *Router) check(m *nats.Msg, caller, service, function string) (*nats.Msg
 	}
 	claims := headerValue(h, transport.HeaderAuth)
 	sig := headerValue(h, transport.HeaderAuthSig)
-	if claims != "" {
+	policyCall := false
+	if claims != "" || sig != "" {
 		// Only the signature is checked here: claims the host signed are
-		// the JSON object it sent (decoded below).
+		// the JSON object it sent (decoded below). A signature without
+		// claims is that of an anonymous call made within a policy call:
+		// it must hold too.
 		if len(claims) > transport.MaxClaimsLen {
 			return nil, time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: too long")
 		}
@@ -362,6 +370,7 @@ func (r *Router) check(m *nats.Msg, caller, service, function string) (*nats.Msg
 		case err != nil:
 			return nil, time.Time{}, transport.WrapError(errUnsigned.Code(), errUnsigned.Message(), err)
 		}
+		policyCall = r.cfg.signer.PolicyCall(sig)
 	} else if limit := now.Add(r.cfg.timeout); deadline.IsZero() || deadline.After(limit) {
 		// Anonymous: the deadline is the caller's word, within bounds.
 		deadline = limit
@@ -397,6 +406,11 @@ func (r *Router) check(m *nats.Msg, caller, service, function string) (*nats.Msg
 	if callerFn.Service != caller {
 		return nil, time.Time{}, transport.Errorf(transport.CodeInvalidArgument, "%s names service %s, but the call comes from %s", transport.HeaderCaller, callerFn.Service, caller)
 	}
+	if callerFn == transport.PolicyCaller {
+		// Only a host's policy calls as authz.policy, and never through
+		// the call route: a service named authz may not pass for it.
+		return nil, time.Time{}, transport.Errorf(transport.CodePermissionDenied, "%s %s is the host's policy; no service may call as it", transport.HeaderCaller, callerFn)
+	}
 	ct := headerValue(h, transport.HeaderContentType)
 	if len(ct) > maxContentTypeLen {
 		return nil, time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid Content-Type header: too long")
@@ -413,6 +427,11 @@ func (r *Router) check(m *nats.Msg, caller, service, function string) (*nats.Msg
 		}
 		ctx = reqctx.WithClaims(ctx, decoded, []byte(claims))
 	}
+	if policyCall {
+		// Made within a call the policy made: the policy deciding it
+		// makes no call of its own (no recursion, in any process).
+		ctx = reqctx.WithPolicyCall(ctx)
+	}
 	if err := r.authorize(ctx, service, function, m.Data); err != nil {
 		return nil, time.Time{}, err
 	}
@@ -424,10 +443,17 @@ func (r *Router) check(m *nats.Msg, caller, service, function string) (*nats.Msg
 	fh.Set(transport.HeaderHops, strconv.Itoa(hops+1))
 	if claims != "" {
 		fh.Set(transport.HeaderAuth, claims)
+	}
+	if sig != "" {
 		if !deadline.Equal(signed) {
-			// Signed again for the sooner deadline; otherwise the
-			// signature that was checked holds for the call as it is.
-			sig = r.cfg.signer.Sign(claims, requestID, deadline)
+			// Signed again for the sooner deadline, in the same form;
+			// otherwise the signature that was checked holds for the
+			// call as it is.
+			if policyCall {
+				sig = r.cfg.signer.SignPolicyCall(claims, requestID, deadline)
+			} else {
+				sig = r.cfg.signer.Sign(claims, requestID, deadline)
+			}
 		}
 		fh.Set(transport.HeaderAuthSig, sig)
 	}

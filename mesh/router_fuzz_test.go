@@ -56,6 +56,8 @@ func FuzzRouter(f *testing.F) {
 	f.Add(`{"role":"admin"}`, testSigner.Sign(claims, "r1", deadline), "r1", dl, "1", "a.f", "100")
 	f.Add("", "", "", "", "", "a.f", "")
 	f.Add(claims, "v1.test.", "r1", "+"+dl, "08", "b.f", "0")
+	f.Add("", testSigner.SignPolicyCall("", "r1", deadline), "r1", dl, "", "a.f", "")
+	f.Add(claims, testSigner.SignPolicyCall(claims, "r1", deadline), "r1", dl, "", "authz.policy", "")
 	f.Fuzz(func(t *testing.T, claims, sig, id, deadline, hops, caller, timeout string) {
 		h := nats.Header{}
 		for k, v := range map[string]string{

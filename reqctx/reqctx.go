@@ -3,7 +3,8 @@
 // and, for a call made by a function, the calling function. middleware
 // puts them in the context, authz reads them for the policy, and mesh
 // sends them on with each call; all three import this package and nothing
-// else of each other's for it.
+// else of each other's for it. It also marks the calls a policy makes
+// ([WithPolicyCall]).
 //
 // Keys are unexported; values are read with the functions below, which
 // answer false when a value is absent.
@@ -139,6 +140,26 @@ func WithCaller(ctx context.Context, c transport.Caller) context.Context {
 func Caller(ctx context.Context) (transport.Caller, bool) {
 	c, ok := ctx.Value(callerKey{}).(transport.Caller)
 	return c, ok
+}
+
+type policyCallKey struct{}
+
+// WithPolicyCall returns a context that marks what is done in it as part
+// of a call the policy made (authz's func rules and funcmesh.call), or of
+// a call made from within one. authz marks the calls its policy makes; a
+// mesh.Client signs such a call with the mark ([transport.ClaimsSigner]
+// SignPolicyCall), the function passes the mark on with its own nested
+// calls, and the router that routes them marks the context it decides
+// them in. The policy makes no call in a marked context: a function the
+// policy asks cannot make the policy ask again, in any process.
+func WithPolicyCall(ctx context.Context) context.Context {
+	return context.WithValue(ctx, policyCallKey{}, true)
+}
+
+// PolicyCall reports whether ctx was marked by [WithPolicyCall].
+func PolicyCall(ctx context.Context) bool {
+	v, _ := ctx.Value(policyCallKey{}).(bool)
+	return v
 }
 
 // EnsureRequestID returns ctx with a request ID for a handler that may run

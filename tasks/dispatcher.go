@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -20,6 +21,10 @@ import (
 	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
+
+// runningAfter is how long the first attempt of a task runs before its
+// status reads "running" (see attempt); until then it reads "pending".
+const runningAfter = 50 * time.Millisecond
 
 // rescanEvery is how often a dispatcher lists the consumers, in case it
 // missed the advisory of a new one (it was disconnected then).
@@ -197,10 +202,11 @@ type runner struct {
 func (r *runner) run() {
 	d := r.d
 	sem := make(chan struct{}, r.retry.Concurrency)
-	it, err := r.cons.Messages(jetstream.PullMaxMessages(r.retry.Concurrency),
-		// Short pulls: after a consumer leader change (a cluster node
-		// lost) the missed heartbeats show it within seconds.
-		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
+	// gen is the connection's reconnect count when the iterator started:
+	// a delivery taken from it after a reconnect may have been buffered
+	// before it, and a broker that restarted meanwhile delivers it again,
+	// so it is dropped (see attempt).
+	gen, it, err := r.messages()
 	if err != nil {
 		d.log.Warn("tasks: consuming", "service", r.service, "function", r.function, "error", err)
 		d.mu.Lock()
@@ -208,6 +214,7 @@ func (r *runner) run() {
 		d.mu.Unlock()
 		return
 	}
+	var itMu sync.Mutex // it is replaced after a reconnect
 	stopped := make(chan struct{})
 	defer close(stopped)
 	go func() {
@@ -215,7 +222,9 @@ func (r *runner) run() {
 		case <-d.pull.Done():
 		case <-stopped:
 		}
+		itMu.Lock()
 		it.Stop()
+		itMu.Unlock()
 	}()
 	errWait := 50 * time.Millisecond
 	for {
@@ -230,6 +239,31 @@ func (r *runner) run() {
 			}
 		}
 		msg, err := it.Next()
+		if err == nil && d.t.reconnectedSince(gen) {
+			// Reconnected since the iterator started: drop what it
+			// holds (neither acknowledged nor refused: after a
+			// restart the broker's redelivery of the same task may be
+			// running, and an acknowledgement names the task, not the
+			// delivery) and pull afresh. The broker redelivers what
+			// was dropped after its AckWait.
+			<-sem
+			ngen, nit, nerr := r.messages()
+			if nerr != nil {
+				if !sleep(d.pull, errWait) {
+					return
+				}
+				errWait = min(2*errWait, 2*time.Second)
+				continue
+			}
+			itMu.Lock()
+			it.Stop()
+			gen, it = ngen, nit
+			itMu.Unlock()
+			if d.pull.Err() != nil {
+				return
+			}
+			continue
+		}
 		if err != nil {
 			<-sem
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || d.pull.Err() != nil {
@@ -246,26 +280,62 @@ func (r *runner) run() {
 		go func() {
 			defer d.wg.Done()
 			defer func() { <-sem }()
-			r.attempt(msg)
+			r.attempt(msg, gen)
 		}()
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
+// messages starts pulling the function's tasks: gen is the connection's
+// reconnect count before the pull began, with what the pull knows of the
+// broker.
+func (r *runner) messages() (gen pullGen, it jetstream.MessagesContext, err error) {
+	gen = pullGen{reconnects: r.d.t.nc.Stats().Reconnects, fresh: math.MaxUint64}
+	ctx, cancel := context.WithTimeout(r.d.pull, 10*time.Second)
+	defer cancel()
+	info, err := r.d.t.stream.Info(ctx)
+	if err != nil {
+		return gen, nil, err
 	}
+	// A broker that forgets deliveries (a restart from a store that had
+	// not written them, a consumer's leader lost on a cluster) can
+	// deliver a finished task again as a first delivery. A task stored
+	// after this point cannot have been delivered before, unless the
+	// broker restarts, and then the connection reconnects first (gen no
+	// longer holds). That is known only when the stream is on the very
+	// server this connection reaches, alone (no cluster): elsewhere a
+	// broker can change under an unbroken connection.
+	if c := info.Cluster; c != nil && c.Name == "" && c.Leader != "" && c.Leader == r.d.t.nc.ConnectedServerName() {
+		gen.fresh = info.State.LastSeq
+	}
+	it, err = r.cons.Messages(jetstream.PullMaxMessages(r.retry.Concurrency),
+		// Short pulls: after a consumer leader change (a cluster node
+		// lost) the missed heartbeats show it within seconds.
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
+	return gen, it, err
 }
 
-// attempt runs one delivery of a task.
-func (r *runner) attempt(msg jetstream.Msg) {
+// pullGen is what a dispatcher knows of the deliveries of one pull.
+type pullGen struct {
+	// reconnects is the connection's reconnect count when the pull began.
+	reconnects uint64
+	// fresh is the stream sequence after which a first delivery is the
+	// task's first ever; MaxUint64 when that cannot be known.
+	fresh uint64
+}
+
+// firstEver reports whether a first delivery at stream sequence seq
+// cannot be a task delivered (and perhaps finished) before.
+func (g pullGen) firstEver(numDelivered, seq uint64) bool {
+	return numDelivered == 1 && seq > g.fresh
+}
+
+// attempt runs one delivery of a task, taken from the pull gen.
+func (r *runner) attempt(msg jetstream.Msg, gen pullGen) {
 	d, t := r.d, r.d.t
 	ctx := d.hard
+	if t.reconnectedSince(gen) {
+		return // dropped, as run does
+	}
 	md, err := msg.Metadata()
 	if err != nil {
 		_ = msg.Nak()
@@ -278,8 +348,8 @@ func (r *runner) attempt(msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
-	now := time.Now()
-	st := &Status{ID: tk.id, Service: tk.service, Function: tk.function, Enqueued: tk.enqueued,
+	now := time.Now().UTC() // UTC: a status is JSON, and UTC times encode fastest
+	st := &Status{ID: tk.id, Service: tk.service, Function: tk.function, Enqueued: tk.enqueued.UTC(),
 		Attempts: attempt - 1, Owner: ownerKey(owner(tk.claims))}
 	if err := tk.verify(t.opts.Signer, now); err != nil {
 		reason := "the claims signature does not hold: the task was altered or signed with an unknown key"
@@ -299,11 +369,12 @@ func (r *runner) attempt(msg jetstream.Msg) {
 			return
 		}
 	}
-	// Every delivery looks at the status first, not only redeliveries: a
-	// cluster that lost a consumer leader, or a broker killed with its
-	// host, may deliver a finished task again with its count reset. The
-	// first attempt's "running" status is created only if there is none,
-	// which is that look in the same round trip.
+	// A delivery looks at the status first, unless it is provably the
+	// task's first (gen.firstEver): a cluster that lost a consumer
+	// leader, or a broker killed with its host, may deliver a finished
+	// task again with its count reset. Another first delivery creates its
+	// "running" status only if there is none, which is that look in the
+	// same round trip.
 	markRunning := func() {
 		st.State, st.Attempts, st.Updated, st.Due = StateRunning, attempt, now, nil
 		st.History = append(st.History, now)
@@ -311,20 +382,63 @@ func (r *runner) attempt(msg jetstream.Msg) {
 			st.History = st.History[len(st.History)-20:]
 		}
 	}
-	var running jetstream.PubAckFuture
+	var (
+		runMu   sync.Mutex
+		running jetstream.PubAckFuture // the "running" status in flight
+		ended   bool                   // the attempt ended: no "running" any more
+		late    *time.Timer
+	)
 	created := false
-	if attempt == 1 {
+	switch {
+	case gen.firstEver(md.NumDelivered, md.Sequence.Stream):
+		// Nothing to look at. The "running" status is written once
+		// the attempt has run for runningAfter: a quick attempt goes
+		// from pending to its result in one write.
 		markRunning()
-		if b, err := json.Marshal(st); err == nil {
+		created = true
+		late = time.AfterFunc(runningAfter, func() {
+			runMu.Lock()
+			defer runMu.Unlock()
+			if !ended {
+				running = t.putStatusAsync(st)
+			}
+		})
+	case attempt == 1:
+		markRunning()
+		b, err := json.Marshal(st)
+		if err != nil {
+			_ = msg.Nak()
+			return
+		}
+		// While the bucket has no leader (a cluster electing one) the
+		// look waits: running without it could run a finished task.
+		if !r.untilStored(msg, "creating a status", func(ctx context.Context) error {
 			_, err := t.status.Create(ctx, tk.id, b)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				return nil
+			}
 			created = err == nil
+			return err
+		}) {
+			return // left to the broker, which delivers it again
 		}
 		if !created {
 			st.History, st.Attempts = nil, 0
 		}
 	}
 	if !created {
-		if prev, _, err := t.loadStatus(ctx, tk.id); err == nil {
+		var prev *Status
+		if !r.untilStored(msg, "reading a status", func(ctx context.Context) error {
+			p, _, err := t.loadStatus(ctx, tk.id)
+			if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, errBadStatus) {
+				return nil
+			}
+			prev = p
+			return err
+		}) {
+			return
+		}
+		if prev != nil {
 			if prev.State.Final() && (attempt > 1 || prev.enqueuedSame(tk)) {
 				// Done before: the acknowledgement was lost.
 				_ = msg.Ack()
@@ -345,6 +459,22 @@ func (r *runner) attempt(msg jetstream.Msg) {
 		markRunning()
 		running = t.putStatusAsync(st)
 	}
+	endRunning := func() {
+		if late != nil {
+			late.Stop()
+		}
+		runMu.Lock()
+		ended = true
+		f := running
+		runMu.Unlock()
+		if f != nil {
+			select {
+			case <-f.Ok():
+			case <-f.Err():
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
 
 	// Keep the attempt ours while it runs, unless the host lost the
 	// broker meanwhile: the reply may be lost with the connection, and
@@ -355,7 +485,12 @@ func (r *runner) attempt(msg jetstream.Msg) {
 	callCtx, cancelCall := context.WithCancel(ctx)
 	defer cancelCall()
 	var interrupted atomic.Bool
-	reconnects := t.nc.Stats().Reconnects
+	if t.reconnectedSince(gen) {
+		// Taken before the connection was lost: the broker may have
+		// given it to another attempt since (as run drops it).
+		endRunning()
+		return
+	}
 	go func() {
 		defer close(kept)
 		tick := time.NewTicker(max(t.opts.AckWait/3, 10*time.Millisecond))
@@ -365,7 +500,7 @@ func (r *runner) attempt(msg jetstream.Msg) {
 			case <-keep:
 				return
 			case <-tick.C:
-				if t.nc.Stats().Reconnects != reconnects {
+				if t.reconnectedSince(gen) {
 					interrupted.Store(true)
 					cancelCall()
 					return
@@ -380,19 +515,17 @@ func (r *runner) attempt(msg jetstream.Msg) {
 	if err != nil && interrupted.Load() {
 		err = transport.NewError(transport.CodeUnavailable, "the attempt was interrupted: the host lost the broker during the call")
 	}
-	if running != nil {
-		select {
-		case <-running.Ok():
-		case <-running.Err():
-		case <-time.After(5 * time.Second):
-		}
-	}
-	now = time.Now()
+	endRunning()
+	now = time.Now().UTC()
 	st.Updated = now
 	if err == nil {
 		st.State, st.Error = StateSucceeded, nil
 		t.setResult(st, rep.Body, rep.ContentType)
-		t.putStatusRetrying(ctx, st)
+		if !r.putStatusKept(msg, st) {
+			// Not stored: acknowledged, the task would read "running"
+			// for good. The broker delivers it again instead.
+			return
+		}
 		_ = msg.Ack()
 		return
 	}
@@ -411,10 +544,20 @@ func (r *runner) attempt(msg jetstream.Msg) {
 		r.fail(ctx, msg, tk, st, e)
 		return
 	}
+	if t.reconnectedSince(gen) {
+		// The connection was lost during the attempt: a refusal sent
+		// now could reach a broker that restarted and has given the
+		// task to another attempt already (it names the task, not the
+		// delivery), so none is sent; the broker redelivers the task
+		// after its AckWait.
+		st.State = StatePending
+		r.putStatusKept(msg, st)
+		return
+	}
 	delay := backoff(tk.retry, attempt)
 	due := now.Add(delay)
 	st.State, st.Due = StatePending, &due
-	t.putStatusRetrying(ctx, st)
+	r.putStatusKept(msg, st)
 	if status == http.StatusTooManyRequests {
 		r.pausedUntil.Store(due.UnixNano())
 	}
@@ -464,7 +607,9 @@ func (r *runner) fail(ctx context.Context, msg jetstream.Msg, tk *task, st *Stat
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	t.putStatusRetrying(ctx, st)
+	if !r.putStatusKept(msg, st) {
+		return // delivered again; the dead letter is not stored twice (its Nats-Msg-Id)
+	}
 	_ = msg.Ack()
 }
 
@@ -492,12 +637,65 @@ func (t *Tasks) putStatusAsync(st *Status) jetstream.PubAckFuture {
 	return f
 }
 
-// putStatusRetrying writes st, trying a few times over a few seconds. A
-// status that is not final, and any retry, never overwrites a newer
-// status: after a broker restart a task can be delivered twice at once
-// (a delivery from before the restart and the redelivery), and the
-// attempt that failed must not leave the one that succeeded "pending" for
-// good (found by TestBrokerRestart).
+// storeGiveUp bounds how long an attempt waits for the status bucket
+// (see untilStored).
+const storeGiveUp = 2 * time.Minute
+
+// untilStored runs op until it succeeds, backing off from 100 ms to 1 s,
+// keeping the delivery msg meanwhile (the bucket can be without a leader
+// for seconds while a cluster elects one: TestClusterLosesNode found
+// statuses given up after 1.5 s and tasks left "running" for good). It
+// gives up after storeGiveUp, or when the dispatcher stops for good, and
+// then reports false: the caller leaves msg to the broker.
+func (r *runner) untilStored(msg jetstream.Msg, what string, op func(ctx context.Context) error) bool {
+	t := r.d.t
+	keepEvery := max(t.opts.AckWait/3, 10*time.Millisecond)
+	start := time.Now()
+	kept := start
+	wait := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(r.d.hard, 5*time.Second)
+		err := op(ctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if r.d.hard.Err() != nil || time.Since(start) > storeGiveUp {
+			r.d.log.Warn("tasks: "+what+", given up", "function", r.service+"."+r.function, "error", err)
+			return false
+		}
+		if time.Since(kept) >= keepEvery {
+			_ = msg.InProgress()
+			kept = time.Now()
+		}
+		if !sleep(r.d.hard, wait) {
+			return false
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// putStatusKept writes st as untilStored does: a final status whatever is
+// stored, another status unless the stored one is newer (see
+// putStatusUnlessNewer).
+func (r *runner) putStatusKept(msg jetstream.Msg, st *Status) bool {
+	t := r.d.t
+	first := true
+	return r.untilStored(msg, "writing a status", func(ctx context.Context) error {
+		if first && st.State.Final() {
+			first = false
+			return t.putStatus(ctx, st)
+		}
+		return t.putStatusUnlessNewer(ctx, st)
+	})
+}
+
+// putStatusRetrying writes st, trying a few times over a few seconds,
+// where no delivery is held. A status that is not final, and any retry,
+// never overwrites a newer status: after a broker restart a task can be
+// delivered twice at once (a delivery from before the restart and the
+// redelivery), and the attempt that failed must not leave the one that
+// succeeded "pending" for good (found by TestBrokerRestart).
 func (t *Tasks) putStatusRetrying(ctx context.Context, st *Status) {
 	wait := 100 * time.Millisecond
 	for i := 0; ; i++ {
@@ -564,8 +762,9 @@ func (r *runner) tick(ctx context.Context, msg jetstream.Msg, tk *task, st *Stat
 			if prev, _, err := t.loadStatus(ctx, string(e.Value())); err == nil && !prev.State.Final() {
 				// The previous run goes on: this tick is skipped.
 				st.State, st.Updated = StateSkipped, time.Now()
-				t.putStatusRetrying(ctx, st)
-				_ = msg.Ack()
+				if r.putStatusKept(msg, st) {
+					_ = msg.Ack()
+				}
 				return false
 			}
 		}
@@ -575,4 +774,21 @@ func (r *runner) tick(ctx context.Context, msg jetstream.Msg, tk *task, st *Stat
 		return false
 	}
 	return true
+}
+
+// reconnectedSince reports whether the connection is down or was
+// re-established since the pull gen began.
+func (t *Tasks) reconnectedSince(gen pullGen) bool {
+	return !t.nc.IsConnected() || t.nc.Stats().Reconnects != gen.reconnects
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -42,12 +42,18 @@
 // Each attempt is an ordinary call with the stored claims and request ID,
 // plus two headers: Mesh-Task-Id (the same on every attempt) and
 // Mesh-Task-Attempt (1, 2, …). The function makes its effect idempotent by
-// the task ID: a call runs once unless an attempt was interrupted (the
-// host died or lost its connection mid-call), in which case it runs again
-// with the same ID and a higher attempt number. When the broker restarts,
-// a delivery a host had taken but not yet started can also run twice: the
-// host starts it from its buffer while the server delivers it again (at
-// most the few deliveries a host holds per function; TestBrokerRestart).
+// the task ID: a call runs once unless an attempt was interrupted, in
+// which case it runs again with the same ID (and usually a higher attempt
+// number; a broker killed before it stored a delivery count may repeat
+// one). An attempt is interrupted when its host dies, or loses its broker
+// connection after sending the call (the reply may be lost: the attempt
+// ends, and the broker redelivers the task after [Options.AckWait]), or,
+// on a cluster, when the consumer's leader is lost while the attempt runs
+// and its lease runs out before the new leader hears from it. A delivery
+// the host has taken but not yet started when its connection drops is
+// dropped, neither run nor refused: after a broker restart the broker
+// delivers it again, and only that delivery runs (TestBrokerRestart). A
+// task whose status is final is never run again.
 //
 // # Retries
 //

@@ -62,7 +62,10 @@ type Receipt struct {
 // a majority of the replicas does). The call runs with the claims and
 // request ID of ctx ([reqctx.ClaimsJSON], [reqctx.RequestID]): authorize it
 // before. Errors are *transport.Error: invalid_argument for a bad call,
-// unavailable when JetStream cannot store it.
+// unavailable when JetStream cannot store it, or did not confirm it in
+// time (ctx's deadline, else JetStream's default of 5 s): then the call
+// may be stored all the same, and only an Enqueue with the same
+// [Call.IdempotencyKey] is sure to store it once.
 func (t *Tasks) Enqueue(ctx context.Context, c Call) (Receipt, error) {
 	if err := transport.ValidateName(c.Service); err != nil {
 		return Receipt{}, transport.WrapError(transport.CodeInvalidArgument, "invalid service name", err)
@@ -126,7 +129,9 @@ func (t *Tasks) Enqueue(ctx context.Context, c Call) (Receipt, error) {
 		// Kept until it is due and a retention after, whatever MaxAge.
 		msg.Header.Set("Nats-TTL", (time.Until(due) + t.opts.Retention).Truncate(time.Second).String())
 	}
-	ack, err := t.js.PublishMsg(ctx, msg, jetstream.WithMsgID(tk.id), jetstream.WithExpectStream(StreamName))
+	// No expected-stream check: JetStream lets no other stream take the
+	// subjects of FM_TASKS.
+	ack, err := t.js.PublishMsg(ctx, msg, jetstream.WithMsgID(tk.id))
 	if err != nil {
 		return Receipt{}, storeError(err)
 	}
@@ -140,6 +145,8 @@ func storeError(err error) error {
 		return transport.WrapError(transport.CodeTooLarge, "params too large for the broker", err)
 	case errors.Is(err, context.Canceled):
 		return transport.WrapError(transport.CodeCanceled, transport.DefaultMessage(transport.CodeCanceled), err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return transport.WrapError(transport.CodeUnavailable, "JetStream did not confirm the task in time: it may be stored all the same (enqueue it again with the same idempotency key to have it once)", err)
 	}
 	return transport.WrapError(transport.CodeUnavailable, "the task could not be stored", err)
 }
@@ -154,10 +161,11 @@ func consumerName(service, function string) string {
 // ensureConsumer makes the consumer of service.function, once per process;
 // dispatchers learn of it from JetStream's advisory.
 func (t *Tasks) ensureConsumer(ctx context.Context, service, function string) error {
-	name := consumerName(service, function)
-	if _, ok := t.consumers.Load(name); ok {
+	fn := [2]string{service, function}
+	if _, ok := t.consumers.Load(fn); ok {
 		return nil
 	}
+	name := consumerName(service, function)
 	_, err := t.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "funcmesh tasks of " + service + "." + function,
@@ -171,7 +179,7 @@ func (t *Tasks) ensureConsumer(ctx context.Context, service, function string) er
 	if err != nil {
 		return transport.WrapError(transport.CodeUnavailable, "the task queue could not be prepared", err)
 	}
-	t.consumers.Store(name, struct{}{})
+	t.consumers.Store(fn, struct{}{})
 	return nil
 }
 

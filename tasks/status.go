@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -108,6 +109,9 @@ func (t *Tasks) Status(ctx context.Context, id string) (*Status, error) {
 	return nil, ErrNotFound
 }
 
+// errBadStatus is loadStatus's error for a stored status that is not one.
+var errBadStatus = errors.New("tasks: stored status unreadable")
+
 func (t *Tasks) loadStatus(ctx context.Context, id string) (*Status, uint64, error) {
 	e, err := t.status.Get(ctx, id)
 	if err != nil {
@@ -115,7 +119,7 @@ func (t *Tasks) loadStatus(ctx context.Context, id string) (*Status, uint64, err
 	}
 	var st Status
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("%w: %w", errBadStatus, err)
 	}
 	return &st, e.Revision(), nil
 }

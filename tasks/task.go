@@ -135,7 +135,13 @@ type task struct {
 }
 
 func formatRetry(r Retry) string {
-	return fmt.Sprintf("%d,%d,%d,%d", r.MaxAttempts, r.Timeout.Milliseconds(), r.Backoff.Milliseconds(), r.MaxBackoff.Milliseconds())
+	b := make([]byte, 0, 32)
+	b = strconv.AppendInt(b, int64(r.MaxAttempts), 10)
+	for _, d := range []time.Duration{r.Timeout, r.Backoff, r.MaxBackoff} {
+		b = append(b, ',')
+		b = strconv.AppendInt(b, d.Milliseconds(), 10)
+	}
+	return string(b)
 }
 
 func parseRetry(s string) (Retry, error) {
@@ -159,33 +165,42 @@ func parseRetry(s string) (Retry, error) {
 // and a digest of every other field, so that no part of a stored task can
 // be changed without the dispatcher refusing it.
 func (t *task) binding() string {
-	h := sha256.New()
-	field := func(s string) { fmt.Fprintf(h, "%d:%s\n", len(s), s) }
+	b := make([]byte, 0, 256+len(t.params))
+	field := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
+		b = append(b, '\n')
+	}
 	field("funcmesh-task-v1")
 	field(t.service)
 	field(t.function)
 	field(t.contentType)
-	fmt.Fprintf(h, "%d:", len(t.params))
-	h.Write(t.params)
+	b = strconv.AppendInt(b, int64(len(t.params)), 10)
+	b = append(b, ':')
+	b = append(b, t.params...)
 	field(formatRetry(t.retry))
 	field(strconv.FormatInt(t.enqueued.UnixMilli(), 10))
 	field(t.requestID)
 	field(t.schedule)
 	field(t.overlap)
-	keys := make([]string, 0, len(t.extra))
-	for k := range t.extra {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		field(k)
-		field(strings.Join(t.extra[k], "\x00"))
+	if len(t.extra) > 0 {
+		keys := make([]string, 0, len(t.extra))
+		for k := range t.extra {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			field(k)
+			field(strings.Join(t.extra[k], "\x00"))
+		}
 	}
 	id := t.id
 	if t.template != "" {
 		id = t.template
 	}
-	return id + ":" + hex.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(b)
+	return id + ":" + hex.EncodeToString(sum[:])
 }
 
 func (t *task) sign(s *transport.ClaimsSigner) {
@@ -203,7 +218,7 @@ func (t *task) subject() string {
 }
 
 func (t *task) header() nats.Header {
-	h := make(nats.Header, 10+len(t.extra))
+	h := make(nats.Header, 12+len(t.extra)) // room for what Enqueue adds
 	for k, v := range t.extra {
 		h[k] = v
 	}

@@ -150,7 +150,7 @@ type Tasks struct {
 	dead   jetstream.Stream
 	status jetstream.KeyValue
 
-	consumers sync.Map // consumer name -> struct{}: made by this process
+	consumers sync.Map // [2]string{service, function} -> struct{}: consumer made by this process
 }
 
 // New creates (or updates) the streams and the status bucket in nc's

@@ -56,6 +56,70 @@ func TestEnqueueRuns(t *testing.T) {
 	}
 }
 
+// TestStatusRunning: a task reads pending, then running while its
+// attempt lasts, then its result; a quick task is written once (pending
+// to succeeded), not twice.
+func TestStatusRunning(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, tasks.Options{})
+	release := make(chan struct{})
+	service(t, e.b, "mail", map[string]mesh.Handler{
+		"slow": handlerFunc(func(ctx context.Context, c *mesh.Call) ([]byte, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return []byte(`"slow"`), nil
+		}),
+		"quick": handlerFunc(func(ctx context.Context, c *mesh.Call) ([]byte, error) {
+			return []byte(`"quick"`), nil
+		}),
+	})
+	rc, err := e.q.Enqueue(context.Background(), tasks.Call{Service: "mail", Function: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitState(t, e.q, rc.ID, tasks.StateRunning, 10*time.Second)
+	if st.Attempts != 1 || len(st.History) != 1 {
+		t.Errorf("running status %+v; want attempt 1 in the history", st)
+	}
+	close(release)
+	waitState(t, e.q, rc.ID, tasks.StateSucceeded, 10*time.Second)
+
+	// Quick tasks, one after another: each is pending, then succeeded.
+	// The status bucket's stream counts the writes.
+	statusStream, err := e.q.JetStream().Stream(context.Background(), "KV_"+tasks.StatusBucketName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := statusStream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	for range n {
+		rc, err := e.q.Enqueue(context.Background(), tasks.Call{Service: "mail", Function: "quick"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := waitState(t, e.q, rc.ID, tasks.StateSucceeded, 10*time.Second); string(st.Result) != `"quick"` || st.Attempts != 1 {
+			t.Fatalf("status %+v; want the result after 1 attempt", st)
+		}
+	}
+	after, err := statusStream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first quick task may be stored before the dispatcher pulls
+	// its function (then it is checked, two writes), and an attempt
+	// slowed past runningAfter writes "running" too; most write once.
+	writes := after.State.LastSeq - before.State.LastSeq
+	if writes >= 2*n {
+		t.Errorf("%d status writes for %d quick tasks; want fewer than 2 each", writes, n)
+	}
+	t.Logf("%d status writes for %d quick tasks", writes, n)
+}
+
 func TestRetryWithBackoff(t *testing.T) {
 	t.Parallel()
 	backoff := 300 * time.Millisecond

@@ -90,22 +90,58 @@ func NewClaimsSigner(current ClaimsKey, previous ...ClaimsKey) (*ClaimsSigner, e
 // Sign returns the Mesh-Auth-Sig value for claims (the Mesh-Auth value)
 // forwarded with the call of requestID that ends at deadline.
 func (s *ClaimsSigner) Sign(claims, requestID string, deadline time.Time) string {
+	return s.sign(formClaims, claims, requestID, deadline)
+}
+
+// SignPolicyCall is [ClaimsSigner.Sign] for a call the policy makes (see
+// [PolicyCaller]), and for the nested calls made within one: the
+// signature also says so, and no one without the key can make it say
+// otherwise. claims may be empty (an anonymous caller): the mark travels
+// all the same. A function passes the value on like any Mesh-Auth-Sig,
+// and the router that routes its nested calls learns from it
+// ([ClaimsSigner.PolicyCall]) that they are made within a policy call.
+func (s *ClaimsSigner) SignPolicyCall(claims, requestID string, deadline time.Time) string {
+	return s.sign(formPolicy, claims, requestID, deadline)
+}
+
+// PolicyCall reports whether sig, a signature [ClaimsSigner.Verify]
+// accepts, was made by [ClaimsSigner.SignPolicyCall]. The answer means
+// nothing for a signature that does not verify.
+func (s *ClaimsSigner) PolicyCall(sig string) bool {
+	return strings.HasPrefix(sig, formPolicy.prefix)
+}
+
+// A signature's form: the prefix of its value and the first line of what
+// its MAC covers, so that neither form can pass for the other.
+type sigForm struct{ prefix, domain string }
+
+var (
+	formClaims = sigForm{"v1.", "funcmesh-claims-v1\n"}
+	formPolicy = sigForm{"p1.", "funcmesh-policy-v1\n"}
+)
+
+func (s *ClaimsSigner) sign(form sigForm, claims, requestID string, deadline time.Time) string {
 	st := s.keys[s.current].pool.Get().(*macState)
 	defer s.keys[s.current].pool.Put(st)
-	mac := st.mac(claims, requestID, deadline)
-	st.buf = append(append(append(st.buf[:0], "v1."...), s.current...), '.')
+	mac := st.mac(form.domain, claims, requestID, deadline)
+	st.buf = append(append(append(st.buf[:0], form.prefix...), s.current...), '.')
 	st.buf = base64.RawURLEncoding.AppendEncode(st.buf, mac)
 	return string(st.buf)
 }
 
 // Verify checks sig against claims, requestID and deadline: it returns
-// nil when one of the signer's keys signed exactly these, and now is
+// nil when one of the signer's keys signed exactly these (with
+// [ClaimsSigner.Sign] or [ClaimsSigner.SignPolicyCall]), and now is
 // before the deadline; [ErrClaimsExpired] when the signature holds but
 // the deadline has passed; [ErrClaimsSignature] otherwise.
 func (s *ClaimsSigner) Verify(sig, claims, requestID string, deadline, now time.Time) error {
-	rest, ok := strings.CutPrefix(sig, "v1.")
+	form := formClaims
+	rest, ok := strings.CutPrefix(sig, formClaims.prefix)
 	if !ok {
-		return ErrClaimsSignature
+		if rest, ok = strings.CutPrefix(sig, formPolicy.prefix); !ok {
+			return ErrClaimsSignature
+		}
+		form = formPolicy
 	}
 	id, mac64, ok := strings.Cut(rest, ".")
 	key, known := s.keys[id]
@@ -115,7 +151,7 @@ func (s *ClaimsSigner) Verify(sig, claims, requestID string, deadline, now time.
 	st := key.pool.Get().(*macState)
 	defer key.pool.Put(st)
 	n, err := base64.RawURLEncoding.Decode(st.dec[:], []byte(mac64))
-	if err != nil || n != sha256.Size || !hmac.Equal(st.dec[:n], st.mac(claims, requestID, deadline)) {
+	if err != nil || n != sha256.Size || !hmac.Equal(st.dec[:n], st.mac(form.domain, claims, requestID, deadline)) {
 		return ErrClaimsSignature
 	}
 	if !now.Before(deadline) {
@@ -127,11 +163,12 @@ func (s *ClaimsSigner) Verify(sig, claims, requestID string, deadline, now time.
 // mac is the HMAC-SHA256 of the signed fields, each prefixed by its
 // length so that no two sets of fields share an input:
 //
-//	funcmesh-claims-v1\n<len>:<request ID>\n<len>:<claims>\n<deadline ms>\n
+//	<domain><len>:<request ID>\n<len>:<claims>\n<deadline ms>\n
 //
-// It is valid until st is used again.
-func (st *macState) mac(claims, requestID string, deadline time.Time) []byte {
-	b := append(st.buf[:0], "funcmesh-claims-v1\n"...)
+// where domain is "funcmesh-claims-v1\n", or "funcmesh-policy-v1\n" for
+// a policy call. It is valid until st is used again.
+func (st *macState) mac(domain, claims, requestID string, deadline time.Time) []byte {
+	b := append(st.buf[:0], domain...)
 	b = strconv.AppendInt(b, int64(len(requestID)), 10)
 	b = append(append(append(b, ':'), requestID...), '\n')
 	b = strconv.AppendInt(b, int64(len(claims)), 10)

@@ -114,13 +114,52 @@ func FuzzClaimsSignature(f *testing.F) {
 	f.Add(good, `{"sub":"u1"}`, "r1")
 	f.Add("v1.a.", "{}", "")
 	f.Add("v1..x", "", "r")
+	f.Add(s.SignPolicyCall("", "r1", deadline), "", "r1")
+	f.Add(s.SignPolicyCall(`{"sub":"u1"}`, "r1", deadline), `{"sub":"u1"}`, "r1")
 	f.Fuzz(func(t *testing.T, sig, claims, id string) {
 		err := s.Verify(sig, claims, id, deadline, now)
-		if err == nil && (sig != s.Sign(claims, id, deadline)) {
-			t.Fatalf("Verify(%q, %q, %q) accepted a signature Sign would not make", sig, claims, id)
+		want := s.Sign(claims, id, deadline)
+		if s.PolicyCall(sig) {
+			want = s.SignPolicyCall(claims, id, deadline)
+		}
+		if err == nil && sig != want {
+			t.Fatalf("Verify(%q, %q, %q) accepted a signature Sign or SignPolicyCall would not make", sig, claims, id)
 		}
 		if err != nil && !errors.Is(err, transport.ErrClaimsSignature) {
 			t.Fatalf("Verify error %v; want ErrClaimsSignature", err)
 		}
 	})
+}
+
+// TestClaimsSignerPolicyCall: a policy call's signature verifies, says
+// so, and cannot be turned into a plain one or the other way round, with
+// claims or without.
+func TestClaimsSignerPolicyCall(t *testing.T) {
+	t.Parallel()
+	now := time.UnixMilli(1_700_000_000_000)
+	deadline := now.Add(5 * time.Second)
+	s := newSigner(t, keyA)
+	for _, claims := range []string{`{"sub":"u1"}`, ""} {
+		marked := s.SignPolicyCall(claims, "req-1", deadline)
+		plain := s.Sign(claims, "req-1", deadline)
+		if err := s.Verify(marked, claims, "req-1", deadline, now); err != nil || !s.PolicyCall(marked) {
+			t.Errorf("claims %q: a policy call's signature: Verify = %v, PolicyCall = %v; want nil, true", claims, err, s.PolicyCall(marked))
+		}
+		if err := s.Verify(plain, claims, "req-1", deadline, now); err != nil || s.PolicyCall(plain) {
+			t.Errorf("claims %q: a plain signature: Verify = %v, PolicyCall = %v; want nil, false", claims, err, s.PolicyCall(plain))
+		}
+		// The mark stripped (the plain prefix on the policy MAC) or forged
+		// (the policy prefix on a plain MAC): neither verifies.
+		for name, sig := range map[string]string{"stripped": "v1" + marked[2:], "forged": "p1" + plain[2:]} {
+			if err := s.Verify(sig, claims, "req-1", deadline, now); !errors.Is(err, transport.ErrClaimsSignature) {
+				t.Errorf("claims %q: mark %s: Verify = %v; want ErrClaimsSignature", claims, name, err)
+			}
+		}
+		if err := s.Verify(marked, claims, "req-2", deadline, now); !errors.Is(err, transport.ErrClaimsSignature) {
+			t.Errorf("claims %q: a policy call's signature for another request: Verify = %v", claims, err)
+		}
+	}
+	if err := s.Verify(s.SignPolicyCall("", "req-1", deadline), `{"sub":"u1"}`, "req-1", deadline, now); !errors.Is(err, transport.ErrClaimsSignature) {
+		t.Errorf("an anonymous policy call's signature with claims added: Verify = %v", err)
+	}
 }

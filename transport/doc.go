@@ -33,8 +33,12 @@
 //	Mesh-Request-Id  the request ID, for logs
 //	Mesh-Auth-Sig    the host's signature of Mesh-Auth, bound to the
 //	                 request ID and Mesh-Deadline (see [ClaimsSigner]);
-//	                 a service passes it on and cannot check it
-//	Mesh-Caller      "service.function" when a function makes the call
+//	                 a service passes it on and cannot check it. On a
+//	                 call the policy made, and the calls made within it,
+//	                 it also carries that mark, with or without Mesh-Auth
+//	Mesh-Caller      "service.function" when a function makes the call;
+//	                 "authz.policy" ([PolicyCaller]) when the host's policy
+//	                 does
 //	Mesh-Hops        how many nested calls led to this one (absent: 0)
 //	Mesh-Task-Id     on a durable (async) call: the task's ID, the same
 //	                 on every attempt, to make the effect idempotent
@@ -51,15 +55,19 @@
 // _INBOX_A.<anything> ([InboxPrefix]: with per-service credentials the
 // only inbox A may subscribe to, and the only one the router answers to;
 // in nats.js set inboxPrefix). The body is the params. Headers: pass on,
-// unchanged, Mesh-Auth, Mesh-Auth-Sig, Mesh-Request-Id, Mesh-Deadline and
-// Mesh-Hops of the call being served, and traceparent/tracestate; set
+// unchanged, Mesh-Auth, Mesh-Auth-Sig (also when there is no Mesh-Auth),
+// Mesh-Request-Id, Mesh-Deadline and Mesh-Hops of the call being served, and traceparent/tracestate; set
 // Mesh-Caller to "A.<calling function>"; optionally Mesh-Timeout-Ms
 // ([HeaderTimeoutMs]) for a shorter deadline than the one passed on;
 // Content-Type as for any call. Only the host's routers take requests on
 // the call route: a router checks the signature (claims without a valid
-// one: 401; signed for a deadline that has passed: 504), the hop count
-// (508 past the limit, [CodeLoopDetected]), asks the policy (its denial:
-// 403 or the policy's status), then forwards the call to
+// one, or a signature without claims that does not hold: 401; signed for
+// a deadline that has passed: 504), the caller (Mesh-Caller naming
+// another service: 400; naming [PolicyCaller]: 403), the hop count (508
+// past the limit, [CodeLoopDetected]), asks the policy (its denial: 403
+// or the policy's status; for a call made within a policy call, known by
+// its signature's mark, the policy calls no function), then forwards the
+// call to
 // <prefix>.B.f and relays B's reply to A's reply subject as B sent it. No
 // instance of B is an error reply with 503; no router at all is the NATS
 // "no responders" status (503). A request whose reply subject is not

@@ -65,6 +65,12 @@ type Caller struct {
 	Function string `json:"function"`
 }
 
+// PolicyCaller is the caller of the calls a host's policy makes (authz's
+// func rules and funcmesh.call): a function the policy calls sees
+// Mesh-Caller "authz.policy". Only a host sends it; a router refuses a
+// nested call that claims it, whatever service makes it.
+var PolicyCaller = Caller{Service: "authz", Function: "policy"}
+
 // String returns the header form, "service.function".
 func (c Caller) String() string { return c.Service + "." + c.Function }
 

@@ -5,9 +5,11 @@ package tasktest
 
 import (
 	"bufio"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,15 +34,24 @@ func Cleanup() {
 }
 
 // FreeAddr returns a loopback address with a port free right now, for a
-// process that must come back on the same address after a restart.
+// process that must come back on the same address after a restart. The
+// port is below the kernel's ephemeral range (32768 up on Linux), where
+// the outgoing connections of other tests cannot take it before the
+// process binds it (that happened to a cluster route port under load).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue // taken: another
+		}
+		addr := l.Addr().String()
+		_ = l.Close()
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("tasktest: no free port found in 100 tries")
+	return ""
 }
 
 // Host is a running taskhost.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -62,11 +63,13 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	// The dispatcher's warnings go to stderr, which the tests show.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("host", *name)
 	var q *tasks.Tasks
 	for {
 		// On a cluster that is still forming, JetStream is not ready yet.
 		tctx, tcancel := context.WithTimeout(ctx, 3*time.Second)
-		q, err = tasks.New(tctx, b.Conn(), tasks.Options{Signer: signer, Replicas: *replicas, AckWait: *ackWait,
+		q, err = tasks.New(tctx, b.Conn(), tasks.Options{Signer: signer, Replicas: *replicas, AckWait: *ackWait, Logger: logger,
 			Default: tasks.Retry{Concurrency: *concurrency, Backoff: *backoff, MaxBackoff: 2 * *backoff, MaxAttempts: 10}})
 		tcancel()
 		if err == nil || ctx.Err() != nil {
