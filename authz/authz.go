@@ -175,15 +175,24 @@ func (a *Authorizer) Authorize(ctx context.Context, in Input) (Decision, error) 
 		return Decision{Status: http.StatusBadRequest}, err
 	}
 	if in.Caller == nil {
-		if c, ok := reqctx.Caller(ctx); ok {
-			in.Caller = &c
-		}
+		in.Caller = callerOf(ctx)
 	}
 	var p *policy
 	if a != nil {
 		p = a.current.Load()
 	}
 	return a.decide(ctx, p, &in, nil, nil, false)
+}
+
+// callerOf returns the caller in ctx ([reqctx.Caller]), nil for none.
+func callerOf(ctx context.Context) *transport.Caller {
+	c, ok := reqctx.Caller(ctx)
+	if !ok {
+		return nil // and no allocation: &c would move c to the heap on every call
+	}
+	p := new(transport.Caller)
+	*p = c
+	return p
 }
 
 func validateNames(service, function string) error {

@@ -11,7 +11,8 @@ import (
 )
 
 // decisionCache keeps decisions of one stage of a policy, keyed by the
-// residual that made them and the input values it reads (see readKey).
+// residual that made them and the input values it reads (see
+// Input.keyValues).
 // A policy has its own caches and a reload makes new ones, so nothing
 // outlives the policy it was decided by. A stage whose policy calls a
 // non-deterministic built-in has none (see cacheable).
@@ -94,7 +95,7 @@ type undefinedValue struct{}
 
 var undefined any = undefinedValue{}
 
-// keyable reports whether v is made of the values readKey hashes and
+// keyable reports whether v is made of the values keyValues hashes and
 // compares: those encoding/json decodes (numbers as float64 or
 // json.Number), the integers, and map[string]string for headers.
 func keyable(v any) bool {

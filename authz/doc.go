@@ -223,7 +223,9 @@
 // every later call. Otherwise decisions are cached, keyed by the values
 // of exactly the input paths the residual reads (input.auth.role and
 // input.params.user, say: not the whole claims and body), and checked
-// value by value on a hit. Nothing is cached for a policy that calls a
+// value by value on a hit; a path the residual only tests the type of
+// (is_object(input.auth), how the rule config asks whether the caller
+// signed in) is keyed by its type. Nothing is cached for a policy that calls a
 // non-deterministic built-in (time.now_ns, http.send, rand.intn,
 // uuid.rfc4122, io.jwt.decode_verify, opa.runtime, …) or a built-in OPA
 // does not know, uses with, or reads input whole; data changes only with

@@ -29,6 +29,7 @@ import (
 //     is evaluated once, when it is made: its decision is a constant.
 //   - Otherwise the decision is cached, keyed by the values of exactly the
 //     input paths the residual reads (found by walking it, see usesOf),
+//     or by their types alone where only a type built-in tests them,
 //     unless it calls a non-deterministic built-in, uses with, or reads
 //     input whole. Data never changes without a reload, and a reload
 //     builds a new policy with new tables and caches.
@@ -69,8 +70,12 @@ type plan struct {
 	paths    []keyPath // the values a cache key is made of
 }
 
-// keyPath is one input path a plan reads.
-type keyPath []string
+// keyPath is one input path a plan reads: its value, or with typ only
+// its type.
+type keyPath struct {
+	path []string
+	typ  bool
+}
 
 // unknowns are the parts of the input partial evaluation leaves open.
 var unknowns = []*ast.Term{
@@ -143,11 +148,12 @@ func (pl *plan) setCache(det bool) {
 		return
 	}
 	pl.cache = true
-	pl.paths = make([]keyPath, len(pl.uses.paths))
-	for i, p := range pl.uses.paths {
-		pl.paths[i] = keyPath(p)
+	for _, p := range pl.uses.paths {
+		pl.paths = append(pl.paths, keyPath{path: p})
 	}
-	slices.SortFunc(pl.paths, func(a, b keyPath) int { return slices.Compare(a, b) })
+	for _, p := range pl.uses.types {
+		pl.paths = append(pl.paths, keyPath{path: p, typ: true})
+	}
 }
 
 // specialize makes the plan for calls to service.function, or returns an
@@ -212,7 +218,7 @@ func (st *stage) specialize(ctx context.Context, service, function string) (_ *p
 		pl.uses = pl.uses.union(st.fullUses)
 		det = det && st.det
 	}
-	if det && !pl.uses.all && !pl.uses.eager && len(pl.uses.paths) == 0 {
+	if det && !pl.uses.all && !pl.uses.eager && len(pl.uses.paths) == 0 && len(pl.uses.types) == 0 {
 		// Reads nothing of the input: one evaluation answers every call.
 		v, err := evalContext(ctx, pl.pq, ast.NewObject())
 		if cerr := ctx.Err(); cerr != nil {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,6 +198,78 @@ func TestCallerFromContext(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		if want := map[bool]int{true: 200, false: 403}[withCaller]; rec.Code != want {
 			t.Errorf("middleware, caller %v: %d; want %d", withCaller, rec.Code, want)
+		}
+	}
+}
+
+// TestTypeKeys: a path whose type alone the policy tests (is_object,
+// type_name, …) keys the cache by its type, so callers whose values there
+// differ share decisions, and callers whose types differ do not. Every
+// decision is also checked against plain evaluation (TestMain).
+func TestTypeKeys(t *testing.T) {
+	t.Parallel()
+	rules := newAuthorizer(t, authz.RulesJSON([]byte(`{"services": {
+		"payments": {"functions": {
+			"charge": {"rule": {"rule": "authenticated"}},
+			"refund": {"rule": {"rule": "and", "clauses": [{"rule": "authenticated"},
+				{"rule": "match", "eval": "==", "type": "string", "f1": "args.auth.role", "f2": "admin"}]}}}}}}`)))
+	for fn, want := range map[string][]string{"charge": {"type(auth)"}, "refund": {"auth.role", "type(auth)"}} {
+		if got := authz.CacheKeys(rules, "payments", fn); len(got) != 1 || !slices.Equal(got[0], want) {
+			t.Errorf("rule config, payments.%s: cache keys %q; want %q", fn, got, want)
+		}
+	}
+	for _, c := range []struct {
+		auth  map[string]any
+		fn    string
+		allow bool
+	}{
+		{nil, "charge", false}, {map[string]any{"sub": "a"}, "charge", true}, {map[string]any{"sub": "b", "role": "admin"}, "charge", true},
+		{nil, "charge", false}, {map[string]any{}, "charge", true},
+		{map[string]any{"role": "admin"}, "refund", true}, {map[string]any{"role": "user"}, "refund", false},
+		{map[string]any{"role": []any{"admin"}}, "refund", false}, {nil, "refund", false}, {map[string]any{"role": "admin", "x": 1.0}, "refund", true},
+	} {
+		d, err := rules.Authorize(context.Background(), authz.Input{Service: "payments", Function: c.fn, Auth: c.auth})
+		if err != nil || d.Allow != c.allow {
+			t.Errorf("rule config, payments.%s, auth %v: %+v, %v; want allow %v", c.fn, c.auth, d, err, c.allow)
+		}
+	}
+
+	a := newAuthorizer(t, authz.Module("p.rego", `package funcmesh.authz
+allow if {
+	is_object(input.params.order)
+	input.params.order.total < 100
+}
+allow if type_name(input.params.tag) == "string"
+reason := sprintf("%s, %s", [type_name(input.params.order), type_name(input.params.tag)]) if not allow
+status := 401 if is_null(input.auth)
+`))
+	if got, want := authz.CacheKeys(a, "s", "f"), []string{"params.order.total", "type(auth)", "type(params.order)", "type(params.tag)"}; len(got) != 1 || !slices.Equal(got[0], want) {
+		t.Errorf("Rego policy: cache keys %q; want %q", got, want)
+	}
+	for round := range 2 { // the second round answers from the cache
+		for _, c := range []struct {
+			params string
+			auth   map[string]any
+			want   authz.Decision
+		}{
+			{`{"order": {"total": 5}}`, nil, authz.Decision{Allow: true}},
+			{`{"order": {"total": 500}}`, nil, authz.Decision{Status: 401}}, // type_name of nothing is undefined
+			{`{"order": {"total": 500}, "tag": "x"}`, nil, authz.Decision{Allow: true}},
+			{`{"order": {"total": 500}, "tag": "y"}`, map[string]any{}, authz.Decision{Allow: true}},
+			{`{"order": {"total": 500}, "tag": 3}`, map[string]any{}, authz.Decision{Status: 403, Reason: "object, number"}},
+			{`{"order": {"total": 500}, "tag": 4}`, map[string]any{"sub": "x"}, authz.Decision{Status: 403, Reason: "object, number"}},
+			{`{"order": {"total": 500}, "tag": [4]}`, map[string]any{"sub": "x"}, authz.Decision{Status: 403, Reason: "object, array"}},
+			{`{"order": [{"total": 5}], "tag": null}`, nil, authz.Decision{Status: 401, Reason: "array, null"}},
+			{`{"order": "o", "tag": true}`, nil, authz.Decision{Status: 401, Reason: "string, boolean"}},
+			{`{"order": "p", "tag": false}`, map[string]any{}, authz.Decision{Status: 403, Reason: "string, boolean"}},
+		} {
+			d, err := a.Authorize(context.Background(), authz.Input{Service: "s", Function: "f", Params: json_(c.params), Auth: c.auth})
+			if d.Status == 0 && !d.Allow {
+				d.Status = 403
+			}
+			if err != nil || d.Allow != c.want.Allow || d.Status != c.want.Status || d.Reason != c.want.Reason {
+				t.Errorf("round %d, params %s, auth %v: %+v, %v; want %+v", round, c.params, c.auth, d, err, c.want)
+			}
 		}
 	}
 }

@@ -1,8 +1,11 @@
 package authz
 
 import (
+	"context"
 	"errors"
 	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -72,4 +75,39 @@ func SetDifferential(report func(Mismatch)) {
 
 func sameDecision(a, b Decision) bool {
 	return a.Allow == b.Allow && a.Status == b.Status && a.Reason == b.Reason && reflect.DeepEqual(a.Headers, b.Headers)
+}
+
+// CacheKeys describes what the decisions of each stage of a's plan for
+// service.function are cached on, one string per input path:
+// "auth.role" for a value, "type(auth)" for a type alone; nil for a
+// stage whose decisions are constant or not cached. It makes the plan
+// and waits for it.
+func CacheKeys(a *Authorizer, service, function string) [][]string {
+	p := a.current.Load()
+	p.plan(context.Background(), service, function)
+	cp := (*p.plans.m.Load())[[2]string{service, function}]
+	<-cp.ready
+	var keys [][]string
+	for _, pl := range cp.stages {
+		var k []string
+		for _, kp := range pl.paths {
+			s := strings.Join(kp.path, ".")
+			if kp.typ {
+				s = "type(" + s + ")"
+			}
+			k = append(k, s)
+		}
+		slices.Sort(k)
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// WithoutDifferential runs f with the differential check off, for a test
+// that measures the fast path alone; no other test may run meanwhile.
+func WithoutDifferential(f func()) {
+	saved := differential
+	differential = nil
+	defer func() { differential = saved }()
+	f()
 }

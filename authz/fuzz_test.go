@@ -135,6 +135,10 @@ func FuzzDecodeParams(f *testing.F) {
 		`{"a": {"b": 1, "b": [2]}, "amount": 5, "amount": {"x": 1}}`, `{"a": 5, "user": "u"}`,
 		`{"\u0061": {"c": {"d": null}}, "A": 1}`, `{"a": {"B": 1, "b": 2}}`, `[{"amount": 1}]`,
 		`{"user": ` + strings.Repeat("[{},", 20) + `{}` + strings.Repeat("]", 20) + `}`,
+		// The scanner checks the syntax itself: what json.Valid refuses.
+		`"\u12"`, `"\u12g4"`, `"\x"`, `"\`, "\"\t\"", `[1,]`, `{"a":1,}`, `{"a" 1}`, `{"a":}`, `{,}`, `[,1]`,
+		`[1 2]`, `tru`, `nul`, `falsey`, `-`, `01`, `1.`, `.5`, `1e`, `1e+`, `+1`, `-01`, `1.5e3.2`, ` 1 `, `1 x`,
+		`{"a":1}}`, `[[]`, `"a\u00e9\ud83d\ude00"`, "\"\xc3\x28\"", `{"a":[{"b":"c"}],"d":-0.0e-0}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -137,24 +137,23 @@ func goParams(p any, t *readTree) (any, error) {
 		if len(raw) == 0 {
 			return nil, nil
 		}
-		if _, err := scanJSON(raw); err != nil {
-			return nil, err
-		}
-		return pickParams(raw, t)
+		return checkPick(raw, t)
 	}
 	return p, nil
 }
 
 // keyValues appends to buf the values of in at paths, for a cache key:
-// undefined where a path has no value. ok is false when a value is not
-// one the cache can key on (see keyable).
+// undefined where a path has no value, and the name of its type where
+// only that is read (see typeName). ok is false when a value is not one
+// the cache can key on (see keyable).
 //
 // The claims and params must be plain JSON values as a whole, not only
 // at the paths: a value the input document cannot hold is an error, which
 // no cached decision may hide.
 func (in *Input) keyValues(paths []keyPath, params any, buf []any) (_ []any, ok bool) {
 	var checkedParams, checkedAuth bool
-	for _, p := range paths {
+	for _, kp := range paths {
+		p := kp.path
 		switch {
 		case p[0] == "params" && !checkedParams:
 			if !plainJSON(params, 0) {
@@ -221,12 +220,40 @@ func (in *Input) keyValues(paths []keyPath, params any, buf []any) (_ []any, ok 
 				return buf, false
 			}
 		}
-		if !keyable(v) {
+		if kp.typ {
+			if v, ok = typeName(v); !ok {
+				return buf, false
+			}
+		} else if !keyable(v) {
 			return buf, false
 		}
 		buf = append(buf, v)
 	}
 	return buf, true
+}
+
+// typeName is the name of the type of a value the input document holds,
+// as type_name answers it, or "undefined" (a string held in an interface,
+// for keyValues). ok is false for a value of a Go type that is not
+// keyable.
+func typeName(v any) (_ any, ok bool) {
+	switch v.(type) {
+	case nil:
+		return "null", true
+	case bool:
+		return "boolean", true
+	case string:
+		return "string", true
+	case float64, json.Number, int, int64, int32, uint64, uint32:
+		return "number", true
+	case []any:
+		return "array", true
+	case map[string]any, map[string]string:
+		return "object", true
+	case undefinedValue:
+		return "undefined", true
+	}
+	return nil, false
 }
 
 // goValue converts a Go value to OPA's. With lazy, an object of plain

@@ -14,7 +14,8 @@ import (
 //
 //  1. scanJSON checks the whole document as decodeParams always has
 //     (JSON syntax, nesting depth, number bounds, keys that differ only in
-//     letter case) without building anything;
+//     letter case) without building anything; checkPick does it in the
+//     walk that finds the members of the object the policy reads;
 //  2. pickParams decodes only the parts the policy reads: for a policy
 //     that reads input.params.amount and input.params.user, an object with
 //     those two keys. A part read whole (input.params.items passed to
@@ -48,12 +49,15 @@ const (
 // memory to decode.
 var errParamsCost = errors.New("authz: params too large to decode for the policy")
 
-// jsonScan walks a JSON document that json.Valid accepted.
+// jsonScan walks a JSON document, checking its syntax as json.Valid
+// does (FuzzDecodeParams holds the two equal), its nesting depth, its
+// numbers' bounds and its keys' letter case.
 type jsonScan struct {
-	data []byte
-	i    int
-	cost int64 // decodeCost of what was walked
-	err  error
+	data  []byte
+	i     int
+	depth int   // of the arrays and objects being walked
+	cost  int64 // decodeCost of what was walked
+	err   error
 
 	// keys holds the keys of the objects being walked, outer objects'
 	// first, for the letter-case check; an object's keys are dropped
@@ -61,24 +65,47 @@ type jsonScan struct {
 	keys [][]byte
 }
 
+// errSyntax is the error of a walk that met invalid JSON; checkError
+// replaces it with encoding/json's description.
+var errSyntax = errors.New("invalid JSON")
+
 // scanJSON checks data as decodeParams does and returns the cost of
 // decoding it whole.
 func scanJSON(data []byte) (int64, error) {
-	if err := checkDepth(data); err != nil {
-		return 0, err
-	}
-	if !json.Valid(data) {
-		// For the message: encoding/json says what is wrong and where.
-		var v any
-		err := json.Unmarshal(data, &v)
-		if err == nil {
-			err = errors.New("invalid JSON")
-		}
-		return 0, fmt.Errorf("authz: params: %w", err)
-	}
 	s := jsonScan{data: data}
+	s.document()
+	if s.err != nil {
+		return 0, checkError(data, s.err)
+	}
+	return s.cost, nil
+}
+
+// document walks data as one value with blanks around it and nothing
+// else.
+func (s *jsonScan) document() {
 	s.value()
-	return s.cost, s.err
+	if s.err == nil && s.i != len(s.data) {
+		s.err = errSyntax
+	}
+}
+
+// checkError is the error for a document whose walk failed with err,
+// ranked as the checks always have: nesting too deep first, then invalid
+// JSON, with encoding/json's message saying what is wrong and where, then
+// the walk's own error.
+func checkError(data []byte, err error) error {
+	if derr := checkDepth(data); derr != nil {
+		return derr
+	}
+	if err == errSyntax || !json.Valid(data) {
+		var v any
+		uerr := json.Unmarshal(data, &v)
+		if uerr == nil {
+			uerr = errSyntax
+		}
+		return fmt.Errorf("authz: params: %w", uerr)
+	}
+	return err
 }
 
 func (s *jsonScan) ws() {
@@ -92,71 +119,143 @@ func (s *jsonScan) ws() {
 	}
 }
 
+// peek returns the byte at s.i, 0 at the end.
+func (s *jsonScan) peek() byte {
+	if s.i < len(s.data) {
+		return s.data[s.i]
+	}
+	return 0
+}
+
 // value walks one value and the blanks around it.
 func (s *jsonScan) value() {
 	s.ws()
-	if s.err != nil || s.i >= len(s.data) {
-		return
-	}
-	switch c := s.data[s.i]; {
+	switch c := s.peek(); {
 	case c == '{':
 		s.object(nil)
 	case c == '[':
-		s.cost += costContainer
-		s.i++
-		s.ws()
-		if s.data[s.i] == ']' {
-			s.i++
-			break
-		}
-		for s.err == nil {
-			s.value()
-			c := s.data[s.i]
-			s.i++
-			if c == ']' {
-				break
-			}
-		}
+		s.array()
 	case c == '"':
 		raw := s.str()
 		s.cost += costScalar + costByte*int64(len(raw))
 	case c == 't':
-		s.i += 4
-		s.cost += costScalar
+		s.literal("true")
 	case c == 'f':
-		s.i += 5
-		s.cost += costScalar
+		s.literal("false")
 	case c == 'n':
-		s.i += 4
-		s.cost += costScalar
-	default:
+		s.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
 		start := s.i
 		for s.i < len(s.data) && isNumberByte(s.data[s.i]) {
 			s.i++
 		}
-		if !numberOK(s.data[start:s.i]) {
+		// A number byte right after a number is invalid JSON anyway, so
+		// taking them all and checking the grammar is json.Valid's answer.
+		switch num := s.data[start:s.i]; {
+		case !isJSONNumber(num):
+			s.err = errSyntax
+		case !numberOK(num):
 			s.err = errors.New("authz: params: a number out of range")
 		}
 		s.cost += costScalar + costByte*int64(s.i-start)
+	default:
+		s.err = errSyntax
 	}
-	s.ws()
+	if s.err == nil {
+		s.ws()
+	}
+}
+
+func (s *jsonScan) literal(lit string) {
+	if len(s.data)-s.i < len(lit) || string(s.data[s.i:s.i+len(lit)]) != lit {
+		s.err = errSyntax
+		return
+	}
+	s.i += len(lit)
+	s.cost += costScalar
 }
 
 func isNumberByte(c byte) bool {
 	return c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }
 
-// str walks a string and returns its bytes between the quotes, escapes
-// as written.
-func (s *jsonScan) str() []byte {
-	start := s.i + 1
-	for s.i = start; s.data[s.i] != '"'; s.i++ {
-		if s.data[s.i] == '\\' {
+// open enters the array or object at s.i, which must not nest deeper
+// than MaxParamsDepth.
+func (s *jsonScan) open() bool {
+	if s.depth++; s.depth > MaxParamsDepth {
+		s.err = errParamsDepth
+		return false
+	}
+	s.cost += costContainer
+	s.i++
+	s.ws()
+	return true
+}
+
+// array walks an array.
+func (s *jsonScan) array() {
+	if !s.open() {
+		return
+	}
+	if s.peek() == ']' {
+		s.i++
+		s.depth--
+		return
+	}
+	for {
+		s.value()
+		if s.err != nil {
+			return
+		}
+		switch s.peek() {
+		case ',':
 			s.i++
+		case ']':
+			s.i++
+			s.depth--
+			return
+		default:
+			s.err = errSyntax
+			return
 		}
 	}
-	s.i++
-	return s.data[start : s.i-1]
+}
+
+// str walks a string and returns its bytes between the quotes, escapes
+// as written. Like json.Valid it takes any byte but control characters,
+// valid UTF-8 or not.
+func (s *jsonScan) str() []byte {
+	start := s.i + 1
+	for s.i = start; s.i < len(s.data); s.i++ {
+		switch c := s.data[s.i]; {
+		case c == '"':
+			s.i++
+			return s.data[start : s.i-1]
+		case c < 0x20:
+			s.err = errSyntax
+			return nil
+		case c == '\\':
+			s.i++
+			switch s.peek() {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if s.i+4 >= len(s.data) || !isHex(s.data[s.i+1]) || !isHex(s.data[s.i+2]) || !isHex(s.data[s.i+3]) || !isHex(s.data[s.i+4]) {
+					s.err = errSyntax
+					return nil
+				}
+				s.i += 4
+			default:
+				s.err = errSyntax
+				return nil
+			}
+		}
+	}
+	s.err = errSyntax // no closing quote
+	return nil
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // member is one key of an object and where its value is.
@@ -166,19 +265,29 @@ type member struct {
 }
 
 // object walks an object, checking that no two of its keys differ only
-// in letter case. With pick not nil, it reports each key and its value's
-// span to pick.
-func (s *jsonScan) object(pick func(member)) {
-	s.cost += costContainer
-	s.i++ // {
+// in letter case. With p not nil, it gives p each key and its value's
+// span.
+func (s *jsonScan) object(p *picker) {
+	if !s.open() {
+		return
+	}
+	if s.peek() == '}' {
+		s.i++
+		s.depth--
+		return
+	}
 	base := len(s.keys)
 	var folded map[string]string // for objects of more than 16 keys
-	for s.err == nil {
+	for {
 		s.ws()
-		if s.data[s.i] == '}' {
-			break
+		if s.peek() != '"' {
+			s.err = errSyntax
+			return
 		}
 		raw := s.str()
+		if s.err != nil {
+			return
+		}
 		key := raw
 		if bytes.IndexByte(raw, '\\') >= 0 {
 			var k string
@@ -194,24 +303,37 @@ func (s *jsonScan) object(pick func(member)) {
 			return
 		}
 		s.ws()
-		s.i++ // :
+		if s.peek() != ':' {
+			s.err = errSyntax
+			return
+		}
+		s.i++
 		s.ws()
 		start := s.i
 		s.value()
-		if pick != nil {
+		if s.err != nil {
+			return
+		}
+		if p != nil {
 			end := s.i
 			for end > start && isBlank(s.data[end-1]) {
 				end--
 			}
-			pick(member{key: string(key), start: start, end: end})
+			p.pick(key, start, end)
 		}
-		if s.data[s.i] == '}' {
-			break
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			s.depth--
+			s.keys = s.keys[:base]
+			return
+		default:
+			s.err = errSyntax
+			return
 		}
-		s.i++ // ,
 	}
-	s.i++ // }
-	s.keys = s.keys[:base]
 }
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -288,42 +410,95 @@ func pickParams(data []byte, t *readTree) (any, error) {
 		}
 		s := jsonScan{data: data}
 		s.value()
-		if limit := maxDecodeFactor*int64(len(data)) + decodeSlack; s.cost > limit {
-			return nil, fmt.Errorf("%w: about %d bytes, more than %d", errParamsCost, s.cost, limit)
-		}
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.UseNumber()
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("authz: params: %w", err)
-		}
-		return v, nil
+		return decodeWhole(data, s.cost)
 	}
 	s := jsonScan{data: data}
 	s.ws()
 	if s.i >= len(data) || data[s.i] != '{' {
 		return nil, nil
 	}
-	var small [4]member
-	found := small[:0]
-	s.object(func(m member) {
-		if t.keys[m.key] == nil {
-			return
-		}
-		for i := range found {
-			if found[i].key == m.key {
-				found[i] = m // the last of duplicate keys, as encoding/json
-				return
-			}
-		}
-		found = append(found, m)
-	})
+	p := picker{t: t}
+	s.object(&p)
 	if s.err != nil {
 		return nil, s.err
 	}
-	obj := make(map[string]any, len(found))
-	for _, m := range found {
-		v, err := pickParams(data[m.start:m.end], t.keys[m.key])
+	return p.object(data)
+}
+
+// checkPick is scanJSON and then pickParams, with one walk of data for
+// both.
+func checkPick(data []byte, t *readTree) (any, error) {
+	s := jsonScan{data: data}
+	s.ws()
+	if t.whole || s.peek() != '{' {
+		s.document()
+		switch {
+		case s.err != nil:
+			return nil, checkError(data, s.err)
+		case !t.whole:
+			return nil, nil // not an object: nothing below it
+		}
+		if v, ok := scalar(data); ok {
+			return v, nil
+		}
+		return decodeWhole(data, s.cost)
+	}
+	p := picker{t: t}
+	s.object(&p)
+	if s.err == nil {
+		s.ws()
+		if s.i != len(data) {
+			s.err = errSyntax
+		}
+	}
+	if s.err != nil {
+		return nil, checkError(data, s.err)
+	}
+	return p.object(data)
+}
+
+// decodeWhole decodes data, whose decodeCost is cost, unless that is
+// more than decoding params whole may take.
+func decodeWhole(data []byte, cost int64) (any, error) {
+	if limit := maxDecodeFactor*int64(len(data)) + decodeSlack; cost > limit {
+		return nil, fmt.Errorf("%w: about %d bytes, more than %d", errParamsCost, cost, limit)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("authz: params: %w", err)
+	}
+	return v, nil
+}
+
+// picker collects the members of an object that a read tree reads.
+type picker struct {
+	t     *readTree
+	found []member
+}
+
+// pick takes the member key, whose value is data[start:end], if the tree
+// reads it.
+func (p *picker) pick(key []byte, start, end int) {
+	if p.t.keys[string(key)] == nil {
+		return
+	}
+	m := member{key: string(key), start: start, end: end}
+	for i := range p.found {
+		if p.found[i].key == m.key {
+			p.found[i] = m // the last of duplicate keys, as encoding/json
+			return
+		}
+	}
+	p.found = append(p.found, m)
+}
+
+// object decodes the members found in data, each as the tree reads it.
+func (p *picker) object(data []byte) (any, error) {
+	obj := make(map[string]any, len(p.found))
+	for _, m := range p.found {
+		v, err := pickParams(data[m.start:m.end], p.t.keys[m.key])
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -62,9 +63,7 @@ func (a *Authorizer) Middleware(next http.Handler) http.Handler {
 					in.Auth = claims
 				}
 			}
-			if c, ok := reqctx.Caller(ctx); ok {
-				in.Caller = &c
-			}
+			in.Caller = callerOf(ctx)
 			if cp.uses.has("token") {
 				in.Token, _ = reqctx.Token(ctx)
 			}
@@ -124,7 +123,13 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	size := int64(bytes.MinRead)
+	if r.ContentLength > 0 && r.ContentLength <= limit {
+		size += r.ContentLength // read in one buffer of the declared size
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	data := buf.Bytes()
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, transport.WrapError(transport.CodeTooLarge, transport.DefaultMessage(transport.CodeTooLarge), err)

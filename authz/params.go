@@ -30,19 +30,16 @@ var errParamsCase = errors.New("authz: params: keys that differ only in letter c
 // object is converted to OPA's values only as the policy reads it (see
 // goValue).
 func decodeParams(data []byte, t *readTree, lazy bool) (ast.Value, error) {
-	if _, err := scanJSON(data); err != nil {
-		return nil, err
-	}
-	v, err := pickParams(data, t)
+	v, err := checkPick(data, t)
 	if err != nil {
 		return nil, err
 	}
 	return goValue(v, lazy)
 }
 
-// checkDepth reports nesting deeper than MaxParamsDepth, before the
-// decoder (whose own limit is far higher) spends any work on it. Brackets
-// inside strings do not count.
+// checkDepth reports nesting deeper than MaxParamsDepth anywhere in
+// data, valid JSON or not (see checkError). Brackets inside strings do
+// not count.
 func checkDepth(data []byte) error {
 	depth := 0
 	inString := false

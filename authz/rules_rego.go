@@ -27,10 +27,9 @@ const (
 // trees are unrolled), each preceded by a comment naming its path in the
 // config. A denial has status 401 when the caller is anonymous and the
 // entry's rule refers to the claims (an authenticated rule or an args.auth
-// reference), 403 otherwise. The module is the config's meaning: the
-// [Authorizer] decides a config natively with the same semantics (its
-// tests check the two agree); save it to read it or to test it with opa
-// test.
+// reference), 403 otherwise. The module is the config's meaning, and the
+// [Authorizer] decides a config by evaluating it; save it to read it or
+// to test it with opa test.
 func (c *RuleConfig) Rego() (string, error) {
 	if err := c.Validate(); err != nil {
 		return "", err

@@ -20,6 +20,12 @@ type inputUses struct {
 	// another, and none is empty.
 	paths [][]string
 
+	// types are the parts of input of which only the type is read: every
+	// reference to them is the value a type built-in tests (is_object,
+	// type_name, …; see typeBuiltins), as in is_object(input.auth). None
+	// is below a path of paths (that reads it whole) or empty.
+	types [][]string
+
 	// eager is set when the policy may change the input document in
 	// place: OPA's with keyword and http.send copy objects with Copy and
 	// then Insert into the copy, and the Copy of the lazy objects the
@@ -37,6 +43,9 @@ func (u inputUses) union(v inputUses) inputUses {
 	for _, p := range v.paths {
 		w.add(p)
 	}
+	for _, p := range slices.Concat(u.types, v.types) {
+		w.addType(p)
+	}
 	return w
 }
 
@@ -53,35 +62,58 @@ func (u *inputUses) add(path []string) {
 	}
 	u.paths = slices.DeleteFunc(u.paths, func(p []string) bool { return hasPrefix(p, path) })
 	u.paths = append(u.paths, slices.Clone(path))
+	u.types = slices.DeleteFunc(u.types, func(p []string) bool { return hasPrefix(p, path) })
+}
+
+// addType records a read of path's type alone.
+func (u *inputUses) addType(path []string) {
+	if len(path) == 0 {
+		u.all = true
+		return
+	}
+	for _, p := range u.paths {
+		if hasPrefix(path, p) {
+			return // its value is read
+		}
+	}
+	if !slices.ContainsFunc(u.types, func(p []string) bool { return slices.Equal(p, path) }) {
+		u.types = append(u.types, slices.Clone(path))
+	}
 }
 
 func hasPrefix(path, prefix []string) bool {
 	return len(path) >= len(prefix) && slices.Equal(path[:len(prefix)], prefix)
 }
 
-// has reports whether the policy may read input[key].
+// has reports whether the policy may read input[key] (or its type).
 func (u inputUses) has(key string) bool {
 	if u.all {
 		return true
 	}
-	for _, p := range u.paths {
-		if p[0] == key {
-			return true
+	for _, paths := range [2][][]string{u.paths, u.types} {
+		for _, p := range paths {
+			if p[0] == key {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// below returns what the policy reads of input[key]: whole, or the paths
-// below it (nil when it reads nothing).
+// below returns what the policy reads of input[key], its type included:
+// whole, or the paths below it (nil when it reads nothing). A part whose
+// type is read is built whole.
 func (u inputUses) below(key string) (whole bool, paths [][]string) {
 	if u.all {
 		return true, nil
 	}
-	for _, p := range u.paths {
-		if p[0] != key {
-			continue
+	var reads inputUses // a type read as a value read, and paths minimal again
+	for _, p := range slices.Concat(u.paths, u.types) {
+		if p[0] == key {
+			reads.add(p)
 		}
+	}
+	for _, p := range reads.paths {
 		if len(p) == 1 {
 			return true, nil
 		}
@@ -93,10 +125,27 @@ func (u inputUses) below(key string) (whole bool, paths [][]string) {
 // usesOf walks the compiled modules (and queries) for references to
 // input. A reference input.<key>… marks the path of its constant keys;
 // input alone, input[x] with a computed key, or input passed as a value
-// anywhere marks all of it.
+// anywhere marks all of it. A reference of constant keys that a type
+// built-in tests (is_object(input.auth)) marks only its path's type.
 func usesOf(nodes ...any) inputUses {
 	var u inputUses
 	var vis *ast.GenericVisitor
+	// typeTest marks the type of what the type built-in call terms tests,
+	// and walks the rest of the call; it reports whether it did.
+	typeTest := func(terms []*ast.Term) bool {
+		if len(terms) < 2 || !typeBuiltins[terms[0].String()] {
+			return false
+		}
+		path, ok := constantPath(terms[1])
+		if !ok {
+			return false
+		}
+		u.addType(path)
+		for _, t := range terms[2:] {
+			vis.Walk(t)
+		}
+		return true
+	}
 	vis = ast.NewGenericVisitor(func(x any) bool {
 		switch x := x.(type) {
 		case ast.Ref:
@@ -116,10 +165,14 @@ func usesOf(nodes ...any) inputUses {
 			if len(x.With) > 0 || x.IsCall() && copiesInput[x.Operator().String()] {
 				u.eager = true
 			}
+			if terms, ok := x.Terms.([]*ast.Term); ok && len(x.With) == 0 && typeTest(terms) {
+				return true
+			}
 		case ast.Call:
 			if copiesInput[x[0].String()] {
 				u.eager = true
 			}
+			return typeTest(x)
 		}
 		return false
 	})
@@ -127,6 +180,31 @@ func usesOf(nodes ...any) inputUses {
 		vis.Walk(n)
 	}
 	return u
+}
+
+// typeBuiltins are the built-ins whose answer depends only on the type of
+// their first argument.
+var typeBuiltins = map[string]bool{
+	"is_object": true, "is_array": true, "is_set": true, "is_string": true,
+	"is_number": true, "is_boolean": true, "is_null": true, "type_name": true,
+}
+
+// constantPath returns the keys of t when it is a reference below input
+// whose keys are all constant strings.
+func constantPath(t *ast.Term) ([]string, bool) {
+	ref, ok := t.Value.(ast.Ref)
+	if !ok || len(ref) < 2 || !ref[0].Equal(ast.InputRootDocument) {
+		return nil, false
+	}
+	path := make([]string, 0, len(ref)-1)
+	for _, k := range ref[1:] {
+		s, ok := k.Value.(ast.String)
+		if !ok {
+			return nil, false
+		}
+		path = append(path, string(s))
+	}
+	return path, true
 }
 
 // copiesInput names the built-ins that copy an object given to them and

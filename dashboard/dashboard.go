@@ -18,7 +18,8 @@
 //
 // With [Options.Tasks] the page also lists the durable calls' dead letters,
 // each with a Replay button; with [Options.Schedules] it lists the
-// schedules, when each fires next and how its last tick went.
+// schedules (the first [Options.MaxSchedules] by name), when each fires
+// next and how its last tick went.
 //
 // Counts come from each instance: a funcmesh service reports the calls its
 // functions ran, their errors, refusals at its concurrency limit, panics
@@ -89,6 +90,10 @@ type Options struct {
 	// fires next and how its last tick went (never its params or claims).
 	// nil shows none.
 	Schedules *schedules.Schedules
+
+	// MaxSchedules bounds the schedules shown, the first by name: 100 by
+	// default. Only those are read from the broker.
+	MaxSchedules int
 }
 
 // Handler serves the dashboard. Create it with [New]; it is safe for
@@ -104,6 +109,7 @@ type Handler struct {
 	tasks   *tasks.Tasks
 	maxDead int
 	scheds  *schedules.Schedules
+	maxSch  int
 	csrf    *http.CrossOriginProtection
 
 	mu   sync.Mutex // held while a snapshot is taken, so one runs at a time
@@ -125,10 +131,14 @@ func New(nc *nats.Conn, opts Options) (*Handler, error) {
 		tasks:   opts.Tasks,
 		maxDead: opts.MaxDeadLetters,
 		scheds:  opts.Schedules,
+		maxSch:  opts.MaxSchedules,
 		csrf:    http.NewCrossOriginProtection(),
 	}
 	if h.maxDead <= 0 {
 		h.maxDead = 50
+	}
+	if h.maxSch <= 0 {
+		h.maxSch = 100
 	}
 	if h.prefix == "" {
 		h.prefix = transport.DefaultPrefix
@@ -178,7 +188,8 @@ func (h *Handler) Snapshot(ctx context.Context) (*Snapshot, error) {
 	}
 	if h.scheds != nil {
 		s.Schedules = &Schedules{List: []Schedule{}}
-		list, err := h.scheds.List(ctx)
+		list, more, err := h.scheds.ListFirst(ctx, h.maxSch)
+		s.Schedules.More = more
 		if err != nil {
 			s.Schedules.Error = transport.AsError(err).Message()
 		}

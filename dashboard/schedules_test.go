@@ -2,9 +2,11 @@ package dashboard_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +124,46 @@ func TestSchedulesError(t *testing.T) {
 	}
 	if len(s.Services) != 1 || s.Services[0].Name != "orders" {
 		t.Errorf("services: %+v; want orders still shown", s.Services)
+	}
+}
+
+// TestSchedulesBounded: with more schedules than Options.MaxSchedules,
+// the dashboard shows the first by name and says there are more.
+func TestSchedulesBounded(t *testing.T) {
+	t.Parallel()
+	b, q, _ := newTasksMesh(t)
+	sc, err := schedules.New(t.Context(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		err := sc.Put(t.Context(), schedules.Schedule{Name: fmt.Sprintf("s%02d", 11-i), Spec: "@every 1h", Service: "orders", Function: "ship"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		max   int
+		names []string
+		more  bool
+	}{
+		{5, []string{"s00", "s01", "s02", "s03", "s04"}, true},
+		{12, nil, false},
+	} {
+		dash, err := dashboard.New(b.Conn(), dashboard.Options{Schedules: sc, MaxSchedules: tc.max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := dash.Snapshot(t.Context())
+		if err != nil || s.Schedules == nil || s.Schedules.Error != "" {
+			t.Fatalf("max %d: %+v, %v", tc.max, s, err)
+		}
+		var names []string
+		for _, sch := range s.Schedules.List {
+			names = append(names, sch.Name)
+		}
+		if want := tc.names; want == nil && len(names) != 12 || want != nil && !slices.Equal(names, want) || s.Schedules.More != tc.more {
+			t.Errorf("max %d: listed %v, more %v; want %v (12 when nil), more %v", tc.max, names, s.Schedules.More, tc.names, tc.more)
+		}
 	}
 }

@@ -32,6 +32,9 @@ type Snapshot struct {
 // Schedules are the periodic calls, by name.
 type Schedules struct {
 	List []Schedule `json:"list"`
+	// More is true when there are more than the list holds (see
+	// Options.MaxSchedules).
+	More bool `json:"more,omitempty"`
 	// Error says why they could not be read.
 	Error string `json:"error,omitempty"`
 }

@@ -105,3 +105,23 @@ func TestEnsureRequestID(t *testing.T) {
 		t.Errorf("an invalid response ID: got %q, header %q; want a new ID in both", got, h.Get(transport.HeaderXRequestID))
 	}
 }
+
+func TestPolicyCall(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	if reqctx.PolicyCall(ctx) {
+		t.Error("an empty context is marked")
+	}
+	marked := reqctx.WithPolicyCall(reqctx.WithCaller(ctx, transport.PolicyCaller))
+	if !reqctx.PolicyCall(marked) {
+		t.Error("WithPolicyCall did not mark the context")
+	}
+	if c, ok := reqctx.Caller(marked); !ok || c != transport.PolicyCaller || c.String() != "authz.policy" {
+		t.Errorf("caller %v, %v; want authz.policy", c, ok)
+	}
+	child, cancel := context.WithCancel(marked)
+	defer cancel()
+	if !reqctx.PolicyCall(child) {
+		t.Error("the mark does not reach a derived context")
+	}
+}

@@ -34,6 +34,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -189,18 +190,31 @@ func (sc *Schedules) Delete(ctx context.Context, name string) error {
 // List returns the schedules, by name, with their next fire time and the
 // status of their last tick.
 func (sc *Schedules) List(ctx context.Context) ([]Info, error) {
+	out, _, err := sc.ListFirst(ctx, -1)
+	return out, err
+}
+
+// ListFirst is [Schedules.List] for at most the first n schedules by name
+// (all of them for n < 0): it reads only those, one request each, and
+// reports whether there are more.
+func (sc *Schedules) ListFirst(ctx context.Context, n int) ([]Info, bool, error) {
 	info, err := sc.stream.Info(ctx, jetstream.WithSubjectFilter(subjectPrefix+">"))
 	if err != nil {
-		return nil, fmt.Errorf("schedules: listing: %w", err)
+		return nil, false, fmt.Errorf("schedules: listing: %w", err)
+	}
+	subjects := slices.Sorted(maps.Keys(info.State.Subjects))
+	more := n >= 0 && len(subjects) > n
+	if more {
+		subjects = subjects[:n]
 	}
 	var out []Info
-	for subj := range info.State.Subjects {
+	for _, subj := range subjects {
 		m, err := sc.stream.GetLastMsgForSubject(ctx, subj)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("schedules: listing: %w", err)
+			return nil, false, fmt.Errorf("schedules: listing: %w", err)
 		}
 		var s Schedule
 		if json.Unmarshal([]byte(m.Header.Get("Fm-Schedule-Def")), &s) != nil {
@@ -214,7 +228,7 @@ func (sc *Schedules) List(ctx context.Context) ([]Info, error) {
 		out = append(out, in)
 	}
 	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	return out, more, nil
 }
 
 // File is the configuration file form: {"schedules": [...]}.

@@ -1,0 +1,51 @@
+package authz_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/funcmesh/funcmesh/authz"
+)
+
+// TestDecisionAllocs: a decision served from a plan's constant or from
+// the decision cache allocates nothing, through Authorize and through the
+// middleware (for a policy that does not read the body). The rule
+// config's target is at most 5 allocations per decision. (Not parallel:
+// it turns TestMain's differential check off while it counts.)
+func TestDecisionAllocs(t *testing.T) {
+	ctx := context.Background()
+	claims := map[string]any{"sub": "u1", "role": "user", "email": "u1@example.com", "exp": 1893456000.0}
+	a := newAuthorizer(t, authz.RulesJSON([]byte(benchRules)),
+		authz.WithClaims(func(context.Context) (map[string]any, bool) { return claims, true }))
+	for _, fn := range []string{"charge", "refund"} { // cached, constant
+		in := authz.Input{Service: "payments", Function: fn, Auth: claims}
+		if _, err := a.Authorize(ctx, in); err != nil { // makes the plan and the cache entry
+			t.Fatal(err)
+		}
+		if n := allocs(func() { _, _ = a.Authorize(ctx, in) }); n > 0 {
+			t.Errorf("Authorize, payments.%s: %.1f allocations per decision; want none", fn, n)
+		}
+	}
+
+	h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	req := httptest.NewRequest("POST", "/fn/payments/charge", strings.NewReader("{}"))
+	req.SetPathValue("service", "payments")
+	req.SetPathValue("function", "charge")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusOK {
+		t.Fatalf("middleware: %d %s", w.Code, w.Body)
+	}
+	if n := allocs(func() { h.ServeHTTP(w, req) }); n > 0 {
+		t.Errorf("middleware: %.1f allocations per request; want none", n)
+	}
+}
+
+// allocs is testing.AllocsPerRun of f without the differential check.
+func allocs(f func()) (n float64) {
+	authz.WithoutDifferential(func() { n = testing.AllocsPerRun(100, f) })
+	return n
+}
