@@ -232,18 +232,11 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 		return Reply{}, e.Code(), e
 	}
 	deadline, hasDeadline := ctx.Deadline()
-	var timeout time.Duration // set: wait with nats.go's pooled timer, not the context
 	if !hasDeadline {
 		deadline = time.Now().Add(c.timeout)
-		if ctx.Done() == nil {
-			// Nothing can cancel ctx, so a context for the timeout would
-			// only cost allocations.
-			timeout = c.timeout
-		} else {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, deadline)
-			defer cancel()
-		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	if err := ctx.Err(); err != nil {
 		e := c.requestError(req, err)
@@ -360,7 +353,7 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 	} else {
 		msg.Subject = c.prefix + "." + req.Service + "." + req.Function
 	}
-	rep, err := c.send(ctx, nc, ib, timeout, deadline, req, msg)
+	rep, err := c.send(ctx, nc, ib, deadline, req, msg)
 	code := codeOK
 	if err != nil {
 		code = err.Code()
@@ -380,22 +373,16 @@ func (c *Client) do(ctx context.Context, req *Request) (Reply, transport.Code, e
 
 // send sends msg until an instance takes it or the attempts run out: a
 // refusal at capacity (429) and "no responders" are sent again. It waits
-// on ctx, or, when timeout is set, until the deadline.
-func (c *Client) send(ctx context.Context, nc *nats.Conn, ib *inbox, timeout time.Duration, deadline time.Time, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
+// on ctx.
+func (c *Client) send(ctx context.Context, nc *nats.Conn, ib *inbox, deadline time.Time, req *Request, msg *nats.Msg) (Reply, *transport.Error) {
 	for attempt := 1; ; attempt++ {
 		var m *nats.Msg
 		var err error
 		if ib != nil {
-			m, err = ib.request(ctx, msg, deadline)
+			m, err = ib.request(ctx, msg)
 			if errors.Is(err, nats.ErrNoResponders) {
 				err = fmt.Errorf("%w: %w", errNoRouter, err)
 			}
-		} else if timeout > 0 {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return Reply{}, c.requestError(req, context.DeadlineExceeded)
-			}
-			m, err = nc.RequestMsg(msg, left)
 		} else {
 			m, err = nc.RequestMsgWithContext(ctx, msg)
 		}

@@ -77,10 +77,9 @@ type Gateway struct {
 	// caller never sees) and writes err with [transport.WriteHTTPError].
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
-	discOnce   sync.Once
-	disc       *Discovery
-	inFlight   atomic.Int64
-	maxPayload atomic.Int64 // the connection's, as last read; 0: read it
+	discOnce sync.Once
+	disc     *Discovery
+	inFlight atomic.Int64
 }
 
 // NewGateway returns a Gateway whose Client calls over nc with opts.
@@ -151,20 +150,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = tctx
 	}
 
-	limit := g.bodyLimit(ctx, false)
-	if r.ContentLength > limit {
-		limit = g.bodyLimit(ctx, true)
-	}
-	body, buf, err := readBody(r, limit)
+	body, buf, err := readBody(r, g.bodyLimit(ctx))
 	if buf != nil {
 		defer putBuffer(buf)
 	}
 	if err != nil {
-		if r.ContentLength < 0 && transport.CodeOf(err) == transport.CodeTooLarge {
-			// Too late for this body, but the next one sees the
-			// broker's setting as it is now.
-			g.bodyLimit(ctx, true)
-		}
 		g.fail(w, r, service, function, err)
 		return
 	}
@@ -199,20 +189,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // bodyLimit is the largest body the call may carry: the limit of
 // middleware.BodyLimit (reqctx.MaxBodyBytes), never above what the broker
 // takes, which is the limit without one: the connection's max payload less
-// 4 KiB for the call's headers and less the claims. The broker's max
-// payload is read from the connection when fresh is set or it was never
-// read: reading it takes a lock that every call on the connection
-// contends for, and it changes only when the connection reconnects to a
-// server with another setting. The caller reads it again before refusing
-// a body with a known length; a value gone stale otherwise costs nothing,
-// as nats.go checks the max payload itself when it sends (413 too).
-func (g *Gateway) bodyLimit(ctx context.Context, fresh bool) int64 {
-	mp := g.maxPayload.Load()
-	if mp == 0 || fresh {
-		mp = g.Client.nc.MaxPayload()
-		g.maxPayload.Store(mp)
-	}
-	limit := mp - headerRoom
+// 4 KiB for the call's headers and less the claims.
+func (g *Gateway) bodyLimit(ctx context.Context) int64 {
+	limit := g.Client.nc.MaxPayload() - headerRoom
 	if raw, ok := reqctx.ClaimsJSON(ctx); ok {
 		limit -= int64(len(raw))
 	}

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
@@ -70,8 +69,8 @@ func (ib *inbox) deliver(m *nats.Msg) {
 func token() string { return strconv.FormatUint(rand.Uint64(), 36) }
 
 // request publishes msg with a reply subject of the inbox and waits for
-// the answer until ctx ends or, when ctx cannot end, until deadline.
-func (ib *inbox) request(ctx context.Context, msg *nats.Msg, deadline time.Time) (*nats.Msg, error) {
+// the answer until ctx ends.
+func (ib *inbox) request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
 	tok := token()
 	ch := make(chan *nats.Msg, 1)
 	ib.mu.Lock()
@@ -85,25 +84,15 @@ func (ib *inbox) request(ctx context.Context, msg *nats.Msg, deadline time.Time)
 		ib.abandon(tok)
 		return nil, err
 	}
-	var timeout <-chan time.Time
-	done := ctx.Done()
-	if done == nil {
-		t := time.NewTimer(time.Until(deadline))
-		defer t.Stop()
-		timeout = t.C
-	}
 	select {
 	case m := <-ch:
 		if isNoResponders(m) {
 			return nil, nats.ErrNoResponders
 		}
 		return m, nil
-	case <-done:
+	case <-ctx.Done():
 		ib.abandon(tok)
 		return nil, ctx.Err()
-	case <-timeout:
-		ib.abandon(tok)
-		return nil, context.DeadlineExceeded
 	}
 }
 

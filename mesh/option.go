@@ -102,10 +102,12 @@ func (c *serviceConfig) fail(err error)   { c.err = errors.Join(c.err, err) }
 func (c *discoveryConfig) fail(err error) { c.err = errors.Join(c.err, err) }
 func (c *routerConfig) fail(err error)    { c.err = errors.Join(c.err, err) }
 
-// option is every option: its name, for errors, and what it sets in each
-// configuration it applies to (nil where it does not apply).
+// option is every option: its name, for errors, what is wrong with its
+// argument (nil when nothing), and what it sets in each configuration it
+// applies to (nil where it does not apply).
 type option struct {
 	name      string
+	err       error
 	client    func(*clientConfig)
 	service   func(*serviceConfig)
 	discovery func(*discoveryConfig)
@@ -121,11 +123,22 @@ func (o *option) serviceOption() *option { return o }
 func apply[C any](opts []*option, cfg *C, fail func(error), pick func(*option) func(*C), what string) {
 	for _, o := range opts {
 		if set := pick(o); set != nil {
+			if o.err != nil {
+				fail(o.err)
+			}
 			set(cfg)
 		} else {
 			fail(fmt.Errorf("mesh: %s does not configure a %s", o.name, what))
 		}
 	}
+}
+
+// errorIf returns err when bad, else nil.
+func errorIf(bad bool, err error) error {
+	if bad {
+		return err
+	}
+	return nil
 }
 
 // clientSide and serviceSide are the options given, nil ones left out.
@@ -154,38 +167,17 @@ func serviceSide(opts []ServiceOption) []*option {
 // It configures every Client, Service, Discovery and Router; all of one
 // deployment must use the same prefix.
 func WithPrefix(prefix string) Option {
-	check := func() error {
-		if err := transport.ValidatePrefix(prefix); err != nil {
-			return fmt.Errorf("mesh: %w", err)
-		}
-		return nil
+	var err error
+	if e := transport.ValidatePrefix(prefix); e != nil {
+		err = fmt.Errorf("mesh: %w", e)
 	}
 	return &option{
-		name: "WithPrefix",
-		client: func(c *clientConfig) {
-			if err := check(); err != nil {
-				c.fail(err)
-			}
-			c.prefix = prefix
-		},
-		service: func(c *serviceConfig) {
-			if err := check(); err != nil {
-				c.fail(err)
-			}
-			c.prefix = prefix
-		},
-		discovery: func(c *discoveryConfig) {
-			if err := check(); err != nil {
-				c.fail(err)
-			}
-			c.prefix = prefix
-		},
-		router: func(c *routerConfig) {
-			if err := check(); err != nil {
-				c.fail(err)
-			}
-			c.prefix = prefix
-		},
+		name:      "WithPrefix",
+		err:       err,
+		client:    func(c *clientConfig) { c.prefix = prefix },
+		service:   func(c *serviceConfig) { c.prefix = prefix },
+		discovery: func(c *discoveryConfig) { c.prefix = prefix },
+		router:    func(c *routerConfig) { c.prefix = prefix },
 	}
 }
 
@@ -202,25 +194,11 @@ func WithCallPrefix(prefix string) Option {
 		err = fmt.Errorf("mesh: call prefix: %w", e)
 	}
 	return &option{
-		name: "WithCallPrefix",
-		client: func(c *clientConfig) {
-			if err != nil {
-				c.fail(err)
-			}
-			c.callPrefix = prefix
-		},
-		service: func(c *serviceConfig) {
-			if err != nil {
-				c.fail(err)
-			}
-			c.callPrefix = prefix
-		},
-		router: func(c *routerConfig) {
-			if err != nil {
-				c.fail(err)
-			}
-			c.callPrefix = prefix
-		},
+		name:    "WithCallPrefix",
+		err:     err,
+		client:  func(c *clientConfig) { c.callPrefix = prefix },
+		service: func(c *serviceConfig) { c.callPrefix = prefix },
+		router:  func(c *routerConfig) { c.callPrefix = prefix },
 	}
 }
 
@@ -264,30 +242,12 @@ func WithClaimsSigner(s *transport.ClaimsSigner) ClientOption {
 // were signed for bounds it). The default is [DefaultTimeout]. d must be
 // positive.
 func WithTimeout(d time.Duration) Option {
-	var err error
-	if d <= 0 {
-		err = fmt.Errorf("mesh: timeout %v: must be positive", d)
-	}
 	return &option{
-		name: "WithTimeout",
-		client: func(c *clientConfig) {
-			if err != nil {
-				c.fail(err)
-			}
-			c.timeout = d
-		},
-		service: func(c *serviceConfig) {
-			if err != nil {
-				c.fail(err)
-			}
-			c.timeout = d
-		},
-		router: func(c *routerConfig) {
-			if err != nil {
-				c.fail(err)
-			}
-			c.timeout = d
-		},
+		name:    "WithTimeout",
+		err:     errorIf(d <= 0, fmt.Errorf("mesh: timeout %v: must be positive", d)),
+		client:  func(c *clientConfig) { c.timeout = d },
+		service: func(c *serviceConfig) { c.timeout = d },
+		router:  func(c *routerConfig) { c.timeout = d },
 	}
 }
 
@@ -328,12 +288,8 @@ func WithMetrics(m *Metrics) Option {
 // call's deadline. The default is [DefaultMaxAttempts]; 1 disables
 // retries.
 func WithMaxAttempts(n int) ClientOption {
-	return &option{name: "WithMaxAttempts", client: func(c *clientConfig) {
-		if n < 1 {
-			c.fail(fmt.Errorf("mesh: max attempts %d: must be at least 1", n))
-		}
-		c.maxAttempts = n
-	}}
+	return &option{name: "WithMaxAttempts", err: errorIf(n < 1, fmt.Errorf("mesh: max attempts %d: must be at least 1", n)),
+		client: func(c *clientConfig) { c.maxAttempts = n }}
 }
 
 // WithConns makes a Client spread its calls over more connections besides
@@ -357,12 +313,8 @@ func WithConns(conns ...*nats.Conn) ClientOption {
 // and a Client retries it (see [WithMaxAttempts]). The default is
 // [DefaultMaxConcurrency]; n must be positive.
 func WithMaxConcurrency(n int) ServiceOption {
-	return &option{name: "WithMaxConcurrency", service: func(c *serviceConfig) {
-		if n < 1 {
-			c.fail(fmt.Errorf("mesh: max concurrency %d: must be at least 1", n))
-		}
-		c.maxConcurrency = n
-	}}
+	return &option{name: "WithMaxConcurrency", err: errorIf(n < 1, fmt.Errorf("mesh: max concurrency %d: must be at least 1", n)),
+		service: func(c *serviceConfig) { c.maxConcurrency = n }}
 }
 
 // WithVersion sets the service version that discovery and "nats micro"
@@ -411,12 +363,8 @@ func WithErrorHook(f func(ctx context.Context, c *Call, err error)) ServiceOptio
 // WithDiscoveryWindow sets how long [Discovery.Services] collects replies
 // from service instances. The default is 250ms.
 func WithDiscoveryWindow(d time.Duration) ClientOption {
-	return &option{name: "WithDiscoveryWindow", discovery: func(c *discoveryConfig) {
-		if d <= 0 {
-			c.fail(fmt.Errorf("mesh: discovery window %v: must be positive", d))
-		}
-		c.window = d
-	}}
+	return &option{name: "WithDiscoveryWindow", err: errorIf(d <= 0, fmt.Errorf("mesh: discovery window %v: must be positive", d)),
+		discovery: func(c *discoveryConfig) { c.window = d }}
 }
 
 // WithRefreshInterval sets how long a Discovery reuses what it learned:
@@ -424,12 +372,8 @@ func WithDiscoveryWindow(d time.Duration) ClientOption {
 // run?" the Gateway asks when no instance answers a call. The default is
 // 2s.
 func WithRefreshInterval(d time.Duration) ClientOption {
-	return &option{name: "WithRefreshInterval", discovery: func(c *discoveryConfig) {
-		if d <= 0 {
-			c.fail(fmt.Errorf("mesh: refresh interval %v: must be positive", d))
-		}
-		c.refresh = d
-	}}
+	return &option{name: "WithRefreshInterval", err: errorIf(d <= 0, fmt.Errorf("mesh: refresh interval %v: must be positive", d)),
+		discovery: func(c *discoveryConfig) { c.refresh = d }}
 }
 
 // WithProbeTimeout bounds how long [Discovery.Running] waits for an
@@ -437,10 +381,6 @@ func WithRefreshInterval(d time.Duration) ClientOption {
 // first answer, or at once when no instance is there at all, so the bound
 // only matters for instances slow to answer.
 func WithProbeTimeout(d time.Duration) ClientOption {
-	return &option{name: "WithProbeTimeout", discovery: func(c *discoveryConfig) {
-		if d <= 0 {
-			c.fail(fmt.Errorf("mesh: probe timeout %v: must be positive", d))
-		}
-		c.probeTimeout = d
-	}}
+	return &option{name: "WithProbeTimeout", err: errorIf(d <= 0, fmt.Errorf("mesh: probe timeout %v: must be positive", d)),
+		discovery: func(c *discoveryConfig) { c.probeTimeout = d }}
 }

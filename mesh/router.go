@@ -49,24 +49,16 @@ type routerConfig struct {
 // Router refuses the next one with 508; the default is [DefaultMaxHops].
 // n must be from 1 to 255.
 func WithMaxHops(n int) ClientOption {
-	return &option{name: "WithMaxHops", router: func(c *routerConfig) {
-		if n < 1 || n > transport.MaxHopsValue {
-			c.fail(fmt.Errorf("mesh: max hops %d: want 1 to %d", n, transport.MaxHopsValue))
-		}
-		c.maxHops = n
-	}}
+	return &option{name: "WithMaxHops", err: errorIf(n < 1 || n > transport.MaxHopsValue, fmt.Errorf("mesh: max hops %d: want 1 to %d", n, transport.MaxHopsValue)),
+		router: func(c *routerConfig) { c.maxHops = n }}
 }
 
 // WithRouterWorkers sets how many subscriptions a Router takes calls on,
 // each with its goroutine that checks and forwards one call at a time. The
 // default is GOMAXPROCS.
 func WithRouterWorkers(n int) ClientOption {
-	return &option{name: "WithRouterWorkers", router: func(c *routerConfig) {
-		if n < 1 {
-			c.fail(fmt.Errorf("mesh: router workers %d: must be at least 1", n))
-		}
-		c.workers = n
-	}}
+	return &option{name: "WithRouterWorkers", err: errorIf(n < 1, fmt.Errorf("mesh: router workers %d: must be at least 1", n)),
+		router: func(c *routerConfig) { c.workers = n }}
 }
 
 // Router makes nested calls pass the policy. A function of service A calls
@@ -140,50 +132,10 @@ type Router struct {
 
 	refused atomic.Int64
 
-	// claims caches the decoded claims of signatures already checked, by
-	// their JSON: a chain of nested calls carries the same claims, and
-	// decoding them is the largest cost of a check.
-	claims      sync.Map // string → *decodedClaims
-	claimsCount atomic.Int64
-
 	stopOnce  sync.Once
 	stopped   chan struct{}
 	sweepOnce sync.Once
 	sweeper   chan struct{}
-}
-
-type decodedClaims struct {
-	m   map[string]any
-	raw []byte
-}
-
-// maxCachedClaims bounds the claims a Router keeps decoded, and
-// maxCachedClaimsLen the size of each (so at most 4 MiB in all); larger
-// claims are decoded every time.
-const (
-	maxCachedClaims    = 1024
-	maxCachedClaimsLen = 4 << 10
-)
-
-// decodeClaims returns claims decoded, from the cache when it can.
-func (r *Router) decodeClaims(claims string) (*decodedClaims, error) {
-	if d, ok := r.claims.Load(claims); ok {
-		return d.(*decodedClaims), nil
-	}
-	m, err := transport.DecodeClaims(claims)
-	if err != nil {
-		return nil, err
-	}
-	d := &decodedClaims{m: m, raw: []byte(claims)}
-	if len(claims) > maxCachedClaimsLen {
-		return d, nil
-	}
-	if r.claimsCount.Add(1) > maxCachedClaims {
-		r.claims.Clear()
-		r.claimsCount.Store(1)
-	}
-	r.claims.Store(claims, d)
-	return d, nil
 }
 
 // pendingCall is a forwarded call whose answer the Router relays.
@@ -403,9 +355,9 @@ func (r *Router) check(m *nats.Msg, caller, service, function string) (*nats.Msg
 	policyCall := false
 	if claims != "" || sig != "" {
 		// Only the signature is checked here: claims the host signed are
-		// the JSON object it sent (decodeClaims, below, decodes them). A
-		// signature without claims is that of an anonymous call made
-		// within a policy call: it must hold too.
+		// the JSON object it sent (decoded below). A signature without
+		// claims is that of an anonymous call made within a policy call:
+		// it must hold too.
 		if len(claims) > transport.MaxClaimsLen {
 			return nil, time.Time{}, transport.NewError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header: too long")
 		}
@@ -469,11 +421,11 @@ func (r *Router) check(m *nats.Msg, caller, service, function string) (*nats.Msg
 
 	ctx := reqctx.WithCaller(reqctx.WithRequestID(context.Background(), requestID), callerFn)
 	if claims != "" {
-		decoded, err := r.decodeClaims(claims)
+		decoded, err := transport.DecodeClaims(claims)
 		if err != nil {
 			return nil, time.Time{}, transport.WrapError(transport.CodeInvalidArgument, "invalid "+transport.HeaderAuth+" header", err)
 		}
-		ctx = reqctx.WithClaims(ctx, decoded.m, decoded.raw)
+		ctx = reqctx.WithClaims(ctx, decoded, []byte(claims))
 	}
 	if policyCall {
 		// Made within a call the policy made: the policy deciding it
