@@ -11,10 +11,12 @@ import (
 )
 
 // TestDecisionAllocs: a decision served from a plan's constant or from
-// the decision cache allocates nothing, through Authorize and through the
-// middleware (for a policy that does not read the body). The rule
-// config's target is at most 5 allocations per decision. (Not parallel:
-// it turns TestMain's differential check off while it counts.)
+// the decision cache stays within the rule config's bound of 5
+// allocations per decision, through Authorize and through the middleware
+// (for a policy that does not read the body). It takes none today
+// (BenchmarkDecision reports the count); the bound is loose so that a Go
+// or OPA upgrade does not fail it. (Not parallel: it turns TestMain's
+// differential check off while it counts.)
 func TestDecisionAllocs(t *testing.T) {
 	ctx := context.Background()
 	claims := map[string]any{"sub": "u1", "role": "user", "email": "u1@example.com", "exp": 1893456000.0}
@@ -25,8 +27,8 @@ func TestDecisionAllocs(t *testing.T) {
 		if _, err := a.Authorize(ctx, in); err != nil { // makes the plan and the cache entry
 			t.Fatal(err)
 		}
-		if n := allocs(func() { _, _ = a.Authorize(ctx, in) }); n > 0 {
-			t.Errorf("Authorize, payments.%s: %.1f allocations per decision; want none", fn, n)
+		if n := allocs(func() { _, _ = a.Authorize(ctx, in) }); n > maxDecisionAllocs {
+			t.Errorf("Authorize, payments.%s: %.1f allocations per decision; want at most %d", fn, n, maxDecisionAllocs)
 		}
 	}
 
@@ -39,10 +41,13 @@ func TestDecisionAllocs(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("middleware: %d %s", w.Code, w.Body)
 	}
-	if n := allocs(func() { h.ServeHTTP(w, req) }); n > 0 {
-		t.Errorf("middleware: %.1f allocations per request; want none", n)
+	if n := allocs(func() { h.ServeHTTP(w, req) }); n > maxDecisionAllocs {
+		t.Errorf("middleware: %.1f allocations per request; want at most %d", n, maxDecisionAllocs)
 	}
 }
+
+// maxDecisionAllocs is the bound on allocations per rule-config decision.
+const maxDecisionAllocs = 5
 
 // allocs is testing.AllocsPerRun of f without the differential check.
 func allocs(f func()) (n float64) {

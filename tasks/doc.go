@@ -68,7 +68,10 @@
 // [Tasks.Status] and the HTTP [Tasks.StatusHandler] answer pending,
 // running, succeeded (with the result, up to [Options.MaxResultBytes]) or
 // failed (with the error and the attempts), for [Options.Retention] after
-// the last change. Over HTTP a status is readable only by the caller that
+// the last change. A task reads running from the start of its attempt,
+// except a first attempt the dispatcher knows to be the task's first
+// delivery ever: that one reads running once it has run 50 ms, so that a
+// quick task goes from pending to its result in one write. Over HTTP a status is readable only by the caller that
 // enqueued the task: the same "iss" and "sub" claims, or anyone holding the
 // (unguessable, 128-bit) ID of a task enqueued anonymously.
 package tasks
