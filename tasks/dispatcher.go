@@ -227,6 +227,38 @@ func (r *runner) run() {
 		itMu.Unlock()
 	}()
 	errWait := 50 * time.Millisecond
+	// restart replaces the iterator (after making the consumer again if
+	// remake), retrying until it can; false when the dispatcher stops.
+	restart := func(remake bool) bool {
+		for {
+			var ngen pullGen
+			var nit jetstream.MessagesContext
+			err := d.pull.Err()
+			if err == nil && remake {
+				ctx, cancel := context.WithTimeout(d.pull, 10*time.Second)
+				var cons jetstream.Consumer
+				if cons, err = d.t.makeConsumer(ctx, r.service, r.function); err == nil {
+					r.cons = cons
+				}
+				cancel()
+			}
+			if err == nil {
+				ngen, nit, err = r.messages()
+			}
+			if err == nil {
+				itMu.Lock()
+				it.Stop()
+				gen, it = ngen, nit
+				itMu.Unlock()
+				errWait = 50 * time.Millisecond
+				return d.pull.Err() == nil
+			}
+			if !sleep(d.pull, errWait) {
+				return false
+			}
+			errWait = min(2*errWait, 2*time.Second)
+		}
+	}
 	for {
 		select {
 		case sem <- struct{}{}:
@@ -239,7 +271,8 @@ func (r *runner) run() {
 			}
 		}
 		msg, err := it.Next()
-		if err == nil && d.t.reconnectedSince(gen) {
+		switch {
+		case err == nil && d.t.reconnectedSince(gen):
 			// Reconnected since the iterator started: drop what it
 			// holds (neither acknowledged nor refused: after a
 			// restart the broker's redelivery of the same task may be
@@ -247,26 +280,26 @@ func (r *runner) run() {
 			// delivery) and pull afresh. The broker redelivers what
 			// was dropped after its AckWait.
 			<-sem
-			ngen, nit, nerr := r.messages()
-			if nerr != nil {
-				if !sleep(d.pull, errWait) {
-					return
-				}
-				errWait = min(2*errWait, 2*time.Second)
-				continue
-			}
-			itMu.Lock()
-			it.Stop()
-			gen, it = ngen, nit
-			itMu.Unlock()
-			if d.pull.Err() != nil {
+			if !restart(false) {
 				return
 			}
 			continue
-		}
-		if err != nil {
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			// The consumer was deleted (by hand, or with its stream,
+			// which New makes again at the next start): make it again,
+			// or the function's tasks would wait for a restart.
 			<-sem
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || d.pull.Err() != nil {
+			if d.pull.Err() != nil {
+				return
+			}
+			d.log.Warn("tasks: consumer gone, making it again", "function", r.service+"."+r.function, "error", err)
+			if !restart(true) {
+				return
+			}
+			continue
+		case err != nil:
+			<-sem
+			if d.pull.Err() != nil {
 				return
 			}
 			if !sleep(d.pull, errWait) {
@@ -277,11 +310,11 @@ func (r *runner) run() {
 		}
 		errWait = 50 * time.Millisecond
 		d.wg.Add(1)
-		go func() {
+		go func(gen pullGen) {
 			defer d.wg.Done()
 			defer func() { <-sem }()
 			r.attempt(msg, gen)
-		}()
+		}(gen)
 	}
 }
 

@@ -71,7 +71,11 @@
 // the last change. A task reads running from the start of its attempt,
 // except a first attempt the dispatcher knows to be the task's first
 // delivery ever: that one reads running once it has run 50 ms, so that a
-// quick task goes from pending to its result in one write. Over HTTP a status is readable only by the caller that
+// quick task goes from pending to its result in one write. A task is
+// acknowledged only once its final status is stored: while the status
+// bucket cannot be written (a cluster electing its leader), attempts wait
+// for it, up to two minutes each, and then leave the task to the broker,
+// which delivers it again. Over HTTP a status is readable only by the caller that
 // enqueued the task: the same "iss" and "sub" claims, or anyone holding the
 // (unguessable, 128-bit) ID of a task enqueued anonymously.
 package tasks

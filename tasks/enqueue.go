@@ -165,9 +165,17 @@ func (t *Tasks) ensureConsumer(ctx context.Context, service, function string) er
 	if _, ok := t.consumers.Load(fn); ok {
 		return nil
 	}
-	name := consumerName(service, function)
-	_, err := t.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       name,
+	if _, err := t.makeConsumer(ctx, service, function); err != nil {
+		return transport.WrapError(transport.CodeUnavailable, "the task queue could not be prepared", err)
+	}
+	t.consumers.Store(fn, struct{}{})
+	return nil
+}
+
+// makeConsumer creates (or updates) the consumer of service.function.
+func (t *Tasks) makeConsumer(ctx context.Context, service, function string) (jetstream.Consumer, error) {
+	return t.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       consumerName(service, function),
 		Description:   "funcmesh tasks of " + service + "." + function,
 		FilterSubject: taskPrefix + service + "." + function + ".*",
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -176,11 +184,6 @@ func (t *Tasks) ensureConsumer(ctx context.Context, service, function string) er
 		MaxAckPending: 10000,
 		Replicas:      0,
 	})
-	if err != nil {
-		return transport.WrapError(transport.CodeUnavailable, "the task queue could not be prepared", err)
-	}
-	t.consumers.Store(fn, struct{}{})
-	return nil
 }
 
 // functionOf reads service.function back from a consumer's filter.

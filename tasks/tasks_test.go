@@ -120,6 +120,55 @@ func TestStatusRunning(t *testing.T) {
 	t.Logf("%d status writes for %d quick tasks", writes, n)
 }
 
+// TestConsumerDeleted: a function's consumer deleted by hand while the
+// dispatcher runs is made again, and the tasks enqueued after it run
+// (before, they waited for a restart: Enqueue had made the consumer once,
+// and the dispatcher's pull had ended).
+func TestConsumerDeleted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, tasks.Options{})
+	var s seen
+	service(t, e.b, "mail", map[string]mesh.Handler{
+		"send": handlerFunc(func(ctx context.Context, c *mesh.Call) ([]byte, error) {
+			s.add(c)
+			return []byte(`"sent"`), nil
+		}),
+	})
+	rc, err := e.q.Enqueue(context.Background(), tasks.Call{Service: "mail", Function: "send"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.q, rc.ID, tasks.StateSucceeded, 10*time.Second)
+	stream, err := e.q.JetStream().Stream(context.Background(), tasks.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	for n := range stream.ConsumerNames(context.Background()).Name() {
+		name = n
+	}
+	if name == "" {
+		t.Fatal("no consumer")
+	}
+	if err := stream.DeleteConsumer(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 3 {
+		rc, err := e.q.Enqueue(context.Background(), tasks.Call{Service: "mail", Function: "send"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rc.ID)
+	}
+	for _, id := range ids {
+		waitState(t, e.q, id, tasks.StateSucceeded, 20*time.Second)
+	}
+	if n := s.count(); n != 4 {
+		t.Errorf("%d calls; want 4, each task once", n)
+	}
+}
+
 func TestRetryWithBackoff(t *testing.T) {
 	t.Parallel()
 	backoff := 300 * time.Millisecond
