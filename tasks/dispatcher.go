@@ -302,6 +302,14 @@ func (r *runner) run() {
 			if d.pull.Err() != nil {
 				return
 			}
+			if r.consumerGone() {
+				// Deleted while the pull did not hear of it (the
+				// connection was down then).
+				if !restart(true) {
+					return
+				}
+				continue
+			}
 			if !sleep(d.pull, errWait) {
 				return
 			}
@@ -316,6 +324,15 @@ func (r *runner) run() {
 			r.attempt(msg, gen)
 		}(gen)
 	}
+}
+
+// consumerGone reports whether the broker says the function's consumer
+// does not exist.
+func (r *runner) consumerGone() bool {
+	ctx, cancel := context.WithTimeout(r.d.pull, 5*time.Second)
+	defer cancel()
+	_, err := r.cons.Info(ctx)
+	return errors.Is(err, jetstream.ErrConsumerNotFound)
 }
 
 // messages starts pulling the function's tasks: gen is the connection's
