@@ -53,7 +53,9 @@
 // the host has taken but not yet started when its connection drops is
 // dropped, neither run nor refused: after a broker restart the broker
 // delivers it again, and only that delivery runs (TestBrokerRestart). A
-// task whose status is final is never run again.
+// task that succeeded or failed is not run again by a later delivery of
+// the same enqueue; [Tasks.Replay], or an enqueue with the same
+// idempotency key after [Options.DedupWindow], runs the same ID anew.
 //
 // # Retries
 //
