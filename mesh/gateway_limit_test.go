@@ -1,6 +1,7 @@
 package mesh_test
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,15 +12,15 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/funcmesh/funcmesh/authz"
 	"github.com/funcmesh/funcmesh/internal/natstest"
 	"github.com/funcmesh/funcmesh/mesh"
+	"github.com/funcmesh/funcmesh/middleware"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
-// TestMaxPayloadAfterReconnect: the gateway keeps the broker's max payload
-// rather than reading it (under the connection's lock) on every request;
-// after a reconnect to a server with another setting, bodies are still
-// judged by the server's current one.
+// TestMaxPayloadAfterReconnect: after a reconnect to a server with
+// another max payload, bodies are judged by the server's current one.
 func TestMaxPayloadAfterReconnect(t *testing.T) {
 	t.Parallel()
 	const small, large = 16 << 10, 1 << 20
@@ -63,5 +64,47 @@ func TestMaxPayloadAfterReconnect(t *testing.T) {
 	}
 	if r := post(8 << 10); r.status != 200 {
 		t.Errorf("8 KB body after the max payload shrank to 16 KB: %d %s; want 200", r.status, r.body)
+	}
+}
+
+// TestBodyLimitOnePlace: middleware.BodyLimit is the one place the body
+// limit is set. Behind BodyLimit(2 MiB) a policy that reads the params
+// and the gateway both take a 1.5 MiB body, above the 1 MiB they read
+// without it, and a body over 2 MiB is 413; without BodyLimit the same
+// 1.5 MiB body is 413.
+func TestBodyLimitOnePlace(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t, &server.Options{MaxPayload: 4 << 20})
+	gw, err := mesh.NewGateway(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startService(t, natstest.Connect(t, s), "svc", map[string]mesh.Handler{"echo": echo})
+	policy, err := authz.New(context.Background(), authz.Module("p.rego", "package funcmesh.authz\n\nallow if count(input.params.pad) > 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = policy.Close() })
+	mux := http.NewServeMux()
+	mux.Handle("POST /limited/{service}/{function}", middleware.BodyLimit(2<<20)(policy.Middleware(gw)))
+	mux.Handle("POST /default/{service}/{function}", policy.Middleware(gw))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	body := func(n int) string { return `{"pad":"` + strings.Repeat("y", n-10) + `"}` }
+	for _, tc := range []struct {
+		path   string
+		size   int
+		status int
+	}{
+		{"/limited/svc/echo", 3 << 19, 200},
+		{"/limited/svc/echo", 5 << 19, 413},
+		{"/default/svc/echo", 3 << 19, 413},
+		{"/default/svc/echo", 1 << 19, 200},
+	} {
+		r := postURL(t, srv.URL+tc.path, body(tc.size))
+		if r.status != tc.status || (r.status == 200 && len(r.body) != tc.size) {
+			t.Errorf("%s with %d bytes: %d, %d bytes back; want %d", tc.path, tc.size, r.status, len(r.body), tc.status)
+		}
 	}
 }

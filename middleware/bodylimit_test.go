@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/funcmesh/funcmesh/middleware"
+	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
 )
 
@@ -105,5 +106,20 @@ func TestBodyLimitPanicsOnBadLimit(t *testing.T) {
 			}()
 			middleware.BodyLimit(n)
 		}()
+	}
+}
+
+// TestBodyLimitInContext: BodyLimit tells the handlers after it the limit
+// through the context, so that it is set in one place.
+func TestBodyLimitInContext(t *testing.T) {
+	t.Parallel()
+	var got int64
+	var ok bool
+	h := middleware.BodyLimit(3 << 20)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok = reqctx.MaxBodyBytes(r.Context())
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/fn/a/b", strings.NewReader("{}")))
+	if !ok || got != 3<<20 {
+		t.Errorf("reqctx.MaxBodyBytes behind BodyLimit(3 MiB) = %d, %v; want %d, true", got, ok, 3<<20)
 	}
 }

@@ -125,3 +125,18 @@ func TestPolicyCall(t *testing.T) {
 		t.Error("the mark does not reach a derived context")
 	}
 }
+
+func TestMaxBodyBytes(t *testing.T) {
+	t.Parallel()
+	if n, ok := reqctx.MaxBodyBytes(context.Background()); ok || n != reqctx.DefaultMaxBodyBytes {
+		t.Errorf("MaxBodyBytes of an empty context = %d, %v; want %d, false", n, ok, reqctx.DefaultMaxBodyBytes)
+	}
+	if n, ok := reqctx.MaxBodyBytes(reqctx.WithMaxBodyBytes(context.Background(), 5<<20)); !ok || n != 5<<20 {
+		t.Errorf("MaxBodyBytes after WithMaxBodyBytes(5 MiB) = %d, %v; want %d, true", n, ok, 5<<20)
+	}
+	for _, bad := range []int64{0, -1} {
+		if n, ok := reqctx.MaxBodyBytes(reqctx.WithMaxBodyBytes(context.Background(), bad)); ok || n != reqctx.DefaultMaxBodyBytes {
+			t.Errorf("MaxBodyBytes after WithMaxBodyBytes(%d) = %d, %v; want the default, false", bad, n, ok)
+		}
+	}
+}
