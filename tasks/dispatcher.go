@@ -530,8 +530,6 @@ func (r *runner) attempt(msg jetstream.Msg, gen pullGen) {
 	// broker meanwhile: the reply may be lost with the connection, and
 	// waiting for it would hold the task for the whole attempt timeout
 	// (found by TestBrokerRestart), so the attempt ends and is retried.
-	keep := make(chan struct{})
-	kept := make(chan struct{})
 	callCtx, cancelCall := context.WithCancel(ctx)
 	defer cancelCall()
 	var interrupted atomic.Bool
@@ -541,27 +539,33 @@ func (r *runner) attempt(msg jetstream.Msg, gen pullGen) {
 		endRunning()
 		return
 	}
-	go func() {
-		defer close(kept)
-		tick := time.NewTicker(max(t.opts.AckWait/3, 10*time.Millisecond))
-		defer tick.Stop()
-		for {
-			select {
-			case <-keep:
-				return
-			case <-tick.C:
-				if t.reconnectedSince(gen) {
-					interrupted.Store(true)
-					cancelCall()
-					return
-				}
-				_ = msg.InProgress()
-			}
+	keepEvery := max(t.opts.AckWait/3, 10*time.Millisecond)
+	var (
+		keepMu  sync.Mutex
+		keeping = true
+		keeper  *time.Timer
+	)
+	keepMu.Lock()
+	keeper = time.AfterFunc(keepEvery, func() {
+		keepMu.Lock()
+		defer keepMu.Unlock()
+		if !keeping {
+			return
 		}
-	}()
+		if t.reconnectedSince(gen) {
+			interrupted.Store(true)
+			cancelCall()
+			return
+		}
+		_ = msg.InProgress()
+		keeper.Reset(keepEvery)
+	})
+	keepMu.Unlock()
 	rep, err := r.call(callCtx, tk, attempt)
-	close(keep)
-	<-kept
+	keepMu.Lock()
+	keeping = false
+	keeper.Stop()
+	keepMu.Unlock()
 	if err != nil && interrupted.Load() {
 		err = transport.NewError(transport.CodeUnavailable, "the attempt was interrupted: the host lost the broker during the call")
 	}

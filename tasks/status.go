@@ -131,7 +131,9 @@ func (t *Tasks) putStatus(ctx context.Context, st *Status) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.status.Put(ctx, st.ID, b)
+	// The bucket's subject, as KeyValue.Put publishes it (the ID is a
+	// valid key).
+	_, err = t.js.Publish(ctx, "$KV."+StatusBucketName+"."+st.ID, b)
 	return err
 }
 
