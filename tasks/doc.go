@@ -49,7 +49,8 @@
 // connection after sending the call (the reply may be lost: the attempt
 // ends, and the broker redelivers the task after [Options.AckWait]), or,
 // on a cluster, when the consumer's leader is lost while the attempt runs
-// and its lease runs out before the new leader hears from it. A delivery
+// and its lease runs out before the new leader hears from it. A task whose
+// final status could not be stored runs again too (see Status). A delivery
 // the host has taken but not yet started when its connection drops is
 // dropped, neither run nor refused: after a broker restart the broker
 // delivers it again, and only that delivery runs (TestBrokerRestart). A
@@ -77,7 +78,9 @@
 // acknowledged only once its final status is stored: while the status
 // bucket cannot be written (a cluster electing its leader), attempts wait
 // for it, up to two minutes each, and then leave the task to the broker,
-// which delivers it again. Over HTTP a status is readable only by the caller that
-// enqueued the task: the same "iss" and "sub" claims, or anyone holding the
+// which delivers it again.
+//
+// Over HTTP a status is readable only by the caller that enqueued the
+// task: the same "iss" and "sub" claims, or anyone holding the
 // (unguessable, 128-bit) ID of a task enqueued anonymously.
 package tasks
