@@ -229,12 +229,11 @@
 // non-deterministic built-in (time.now_ns, http.send, rand.intn,
 // uuid.rfc4122, io.jwt.decode_verify, opa.runtime, …) or a built-in OPA
 // does not know, uses with, or reads input whole; data changes only with
-// a reload, and a reload starts from empty plans and caches. Plans are
-// made in the background: a call waits for its function's plan at most
-// 100 ms (or until its deadline) and is otherwise decided by evaluating
-// the whole decision (cached the same way), as are calls beyond the 1024
-// service.function pairs plans are kept for, and calls whose planning
-// failed or took longer than 5 s. The package's tests check every
+// a reload, and a reload starts from empty plans and caches. A call
+// waits for its function's plan while it is made (at most 5 s, or until
+// its context ends); calls beyond the 1024 service.function pairs plans
+// are kept for, and calls whose planning failed or took longer than 5 s,
+// are decided by evaluating the whole decision (cached the same way). The package's tests check every
 // decision they make against plain evaluation of the whole policy. See
 // BenchmarkDecision and docs/performance.md for the figures.
 package authz

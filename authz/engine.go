@@ -450,14 +450,12 @@ func newCallPlan(stages []*plan) *callPlan {
 	return cp
 }
 
-// planWait is how long a call waits for the plan of its service.function
-// while it is being made; after that, and after the call's own deadline,
-// it is decided by the generic plans, and the plan is finished for later
-// calls.
-const planWait = 100 * time.Millisecond
-
 // plan returns the call plan for service.function, starting to make it
-// on first use.
+// on first use. A call waits for its function's plan (planBudget at
+// most): what the plan reads decides whether the body is read at all, so
+// a call decided by the generic plans instead would answer a body the
+// policy never reads with 400 or 413, depending on how busy the machine
+// is. Only a call whose context ends first gets the generic plans.
 func (p *policy) plan(ctx context.Context, service, function string) *callPlan {
 	key := [2]string{service, function}
 	var cp *callPlan
@@ -495,15 +493,12 @@ func (p *policy) plan(ctx context.Context, service, function string) *callPlan {
 		return cp
 	default:
 	}
-	t := time.NewTimer(planWait)
-	defer t.Stop()
 	select {
 	case <-cp.ready:
 		return cp
-	case <-t.C:
 	case <-ctx.Done():
+		return p.generic
 	}
-	return p.generic
 }
 
 func lenOf(m *map[[2]string]*callPlan) int {

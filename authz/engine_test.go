@@ -273,3 +273,42 @@ status := 401 if is_null(input.auth)
 		}
 	}
 }
+
+// TestSlowPlanStillPlan: a call waits for its function's plan however
+// long partial evaluation takes (within its budget), so whether its body
+// is read does not depend on how busy the machine is. Here the plan of
+// s.open takes a while to make (heavy does input-independent work, which
+// partial evaluation does once) and reads no params, while the policy as
+// a whole reads them: the body that is not JSON reaches the handler. When
+// a call waited at most 100 ms and was then decided by the whole policy,
+// it got 400.
+func TestSlowPlanStillPlan(t *testing.T) {
+	t.Parallel()
+	const policy = `package funcmesh.authz
+
+default allow := false
+
+heavy := count({x | some i in numbers.range(1, 40000); x := i % 7})
+
+allow if {
+	input.function == "open"
+	heavy == 7
+}
+
+allow if {
+	input.function == "pay"
+	input.params.amount < 10
+}
+`
+	a := newAuthorizer(t, authz.Module("slow.rego", policy))
+	srv := serve(t, a)
+	start := time.Now()
+	got := do(t, srv, call{path: "/fn/s/open", body: "not JSON at all"})
+	t.Logf("first call answered in %v", time.Since(start))
+	if got.status != 200 || got.body != "not JSON at all" {
+		t.Fatalf("got %d %s (%q); want 200 with the body untouched", got.status, got.errCode, got.body)
+	}
+	if got := do(t, srv, call{path: "/fn/s/pay", body: "not JSON at all"}); got.status != 400 {
+		t.Fatalf("s.pay, whose rule reads params: got %d; want 400", got.status)
+	}
+}
