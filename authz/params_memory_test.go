@@ -18,8 +18,16 @@ import (
 // decoding params whole to what decoding them (into Go values, then OPA
 // values) really allocates: the estimate must not be below it, or the
 // bound on a decoding's memory would not hold.
+//
+// What the process allocates is measured around each decoding, the least
+// of five, so that a goroutine of another test allocating meanwhile does
+// not count. Under the race detector allocations differ from a normal
+// build's, so it skips.
 func TestDecodeCostEstimate(t *testing.T) {
 	// Not parallel: it measures what the process allocates.
+	if raceEnabled {
+		t.Skip("the race detector changes what decoding allocates")
+	}
 	rep := func(elem string, n int) string {
 		return "[" + strings.TrimSuffix(strings.Repeat(elem+",", n), ",") + "]"
 	}
@@ -54,11 +62,17 @@ func TestDecodeCostEstimate(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		v, err := authz.DecodeParams(data, false)
-		runtime.ReadMemStats(&after)
+		got := int64(-1)
+		for range 5 {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err = authz.DecodeParams(data, false)
+			runtime.ReadMemStats(&after)
+			if n := int64(after.TotalAlloc - before.TotalAlloc); got < 0 || n < got {
+				got = n
+			}
+		}
 		if err != nil {
 			if limit := authz.MaxDecodeFactor*int64(len(data)) + authz.DecodeSlack; est <= limit {
 				t.Errorf("%s: refused (%v) though the estimate %d is within %d", name, err, est, limit)
@@ -66,8 +80,6 @@ func TestDecodeCostEstimate(t *testing.T) {
 			t.Logf("%-16s %7d bytes: estimate %8d (%5.1f×): refused", name, len(data), est, float64(est)/float64(len(data)))
 			continue
 		}
-		_ = v
-		got := int64(after.TotalAlloc - before.TotalAlloc)
 		t.Logf("%-16s %7d bytes: estimate %8d (%5.1f×), allocated %8d (%5.1f×)",
 			name, len(data), est, float64(est)/float64(len(data)), got, float64(got)/float64(len(data)))
 		if got > est+16<<10 {
