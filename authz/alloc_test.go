@@ -49,8 +49,16 @@ func TestDecisionAllocs(t *testing.T) {
 // maxDecisionAllocs is the bound on allocations per rule-config decision.
 const maxDecisionAllocs = 5
 
-// allocs is testing.AllocsPerRun of f without the differential check.
+// allocs is testing.AllocsPerRun of f without the differential check,
+// the least of three: it counts what the whole process allocates, and a
+// goroutine another test left working (a plan being made, say) adds to
+// one count, never takes from it.
 func allocs(f func()) (n float64) {
-	authz.WithoutDifferential(func() { n = testing.AllocsPerRun(100, f) })
+	authz.WithoutDifferential(func() {
+		n = testing.AllocsPerRun(100, f)
+		for range 2 {
+			n = min(n, testing.AllocsPerRun(100, f))
+		}
+	})
 	return n
 }
