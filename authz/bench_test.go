@@ -17,6 +17,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/funcmesh/funcmesh/authz"
+	"github.com/funcmesh/funcmesh/internal/cputime"
 	"github.com/funcmesh/funcmesh/middleware"
 )
 
@@ -70,7 +71,7 @@ func BenchmarkDecision(b *testing.B) {
 			}
 		}
 		b.ReportAllocs()
-		cpu := processCPU()
+		cpu := cputime.Process()
 		i := 0
 		for b.Loop() {
 			if _, err := a.Authorize(ctx, ins[i%len(ins)]); err != nil {
@@ -78,7 +79,7 @@ func BenchmarkDecision(b *testing.B) {
 			}
 			i++
 		}
-		b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N), "cpu-ns/op")
 	}
 	b.Run("rules", func(b *testing.B) {
 		a, err := authz.New(ctx, authz.RulesJSON([]byte(benchRules)))
@@ -148,7 +149,7 @@ func BenchmarkDecision(b *testing.B) {
 		}
 		ins := quickstartInputs()
 		b.ReportAllocs()
-		cpu := processCPU()
+		cpu := cputime.Process()
 		i := 0
 		for b.Loop() {
 			in := ins[i%len(ins)]
@@ -167,7 +168,7 @@ func BenchmarkDecision(b *testing.B) {
 				b.Fatal(rs, err)
 			}
 		}
-		b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N), "cpu-ns/op")
 	})
 }
 
@@ -236,11 +237,11 @@ func BenchmarkMiddleware(b *testing.B) {
 				serve(b) // the plan made before the timing
 				b.SetBytes(int64(len(body.data)))
 				b.ReportAllocs()
-				cpu := processCPU()
+				cpu := cputime.Process()
 				for b.Loop() {
 					serve(b)
 				}
-				b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+				b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N), "cpu-ns/op")
 			})
 		}
 	}
@@ -302,11 +303,11 @@ func BenchmarkLayers(b *testing.B) {
 				b.Fatal(w.Code, w.Body)
 			}
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := cputime.Process()
 			for b.Loop() {
 				c.chain.ServeHTTP(w, req)
 			}
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

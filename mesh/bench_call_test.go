@@ -20,6 +20,7 @@ import (
 
 	"github.com/funcmesh/funcmesh/authz"
 	"github.com/funcmesh/funcmesh/broker"
+	"github.com/funcmesh/funcmesh/internal/cputime"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/middleware"
 	"github.com/funcmesh/funcmesh/transport"
@@ -315,7 +316,7 @@ func benchHTTP(b *testing.B, url string, body []byte, parallelism int) {
 	b.SetParallelism(parallelism)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := processCPU()
+	cpu := cputime.Process()
 	b.RunParallel(func(pb *testing.PB) {
 		var buf bytes.Buffer
 		for pb.Next() {
@@ -333,7 +334,7 @@ func benchHTTP(b *testing.B, url string, body []byte, parallelism int) {
 // machine shared with other work it is steadier than ns/op, which counts
 // the time other processes held the CPUs.
 func reportCPU(b *testing.B, start time.Duration) {
-	if used := processCPU() - start; used > 0 && start > 0 {
+	if used := cputime.Process() - start; used > 0 && start > 0 {
 		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }

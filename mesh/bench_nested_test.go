@@ -8,6 +8,7 @@ import (
 
 	"github.com/funcmesh/funcmesh/authz"
 	"github.com/funcmesh/funcmesh/broker"
+	"github.com/funcmesh/funcmesh/internal/cputime"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/transport"
@@ -129,7 +130,7 @@ func BenchmarkNestedCall(b *testing.B) {
 		b.SetParallelism(callParallelism)
 		b.ReportAllocs()
 		b.ResetTimer()
-		cpu := processCPU()
+		cpu := cputime.Process()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if err := call(pb); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/funcmesh/funcmesh/broker"
+	"github.com/funcmesh/funcmesh/internal/cputime"
 	"github.com/funcmesh/funcmesh/mesh"
 )
 
@@ -59,7 +60,7 @@ func BenchmarkReplyPath(b *testing.B) {
 				b.SetParallelism(callers)
 				b.SetBytes(int64(len(body)))
 				b.ReportAllocs()
-				cpu := processCPU()
+				cpu := cputime.Process()
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
 						if _, err := c.Invoke(ctx, "bench", "echo", body); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/funcmesh/funcmesh/internal/cputime"
 	"github.com/funcmesh/funcmesh/mesh"
 	"github.com/funcmesh/funcmesh/reqctx"
 	"github.com/funcmesh/funcmesh/tasks"
@@ -48,7 +49,7 @@ func BenchmarkEnqueue(b *testing.B) {
 
 	b.Run("funcmesh", func(b *testing.B) {
 		b.ReportAllocs()
-		cpu := processCPU()
+		cpu := cputime.Process()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if _, err := e.q.Enqueue(ctx, tasks.Call{Service: "mail", Function: "send", Params: benchParams}); err != nil {
@@ -62,7 +63,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	var n atomic.Int64
 	b.Run("raw", func(b *testing.B) {
 		b.ReportAllocs()
-		cpu := processCPU()
+		cpu := cputime.Process()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				id := strconv.FormatInt(n.Add(1), 10)
@@ -106,7 +107,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.ReportAllocs()
 		ran.Store(0)
 		writes := lastSeq(b, js, "KV_"+tasks.StatusBucketName)
-		cpu := processCPU()
+		cpu := cputime.Process()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if _, err := eq.Enqueue(ctx, tasks.Call{Service: "mail", Function: "send", Params: benchParams}); err != nil {
@@ -139,7 +140,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.Run("raw", func(b *testing.B) {
 		b.ReportAllocs()
 		got.Store(0)
-		cpu := processCPU()
+		cpu := cputime.Process()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				id := strconv.FormatInt(n.Add(1), 10)
@@ -162,7 +163,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 // a machine shared with other work it is steadier than ns/op, which counts
 // the time other processes held the CPUs.
 func reportCPU(b *testing.B, start time.Duration) {
-	if used := processCPU() - start; used > 0 && start > 0 {
+	if used := cputime.Process() - start; used > 0 && start > 0 {
 		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }

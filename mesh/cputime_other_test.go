@@ -1,8 +1,0 @@
-//go:build !unix
-
-package mesh_test
-
-import "time"
-
-// processCPU returns 0 where getrusage is missing: no cpu-ns/op metric.
-func processCPU() time.Duration { return 0 }
