@@ -98,7 +98,7 @@ func TestBrokerRestart(t *testing.T) {
 	}
 	// Keep the server down until the delayed tasks are due: the server
 	// must publish them when it comes back.
-	time.Sleep(time.Until(at.Add(100 * time.Millisecond)))
+	time.Sleep(time.Until(at.Add(100 * time.Millisecond))) // the outage itself: it lasts past the due time
 	down := time.Since(fault)
 	restarted := time.Now()
 	tasktest.StartServer(t, addr, store)
