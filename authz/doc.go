@@ -231,9 +231,11 @@
 // does not know, uses with, or reads input whole; data changes only with
 // a reload, and a reload starts from empty plans and caches. A call
 // waits for its function's plan while it is made (at most 5 s, or until
-// its context ends); calls beyond the 1024 service.function pairs plans
-// are kept for, and calls whose planning failed or took longer than 5 s,
-// are decided by evaluating the whole decision (cached the same way). The package's tests check every
-// decision they make against plain evaluation of the whole policy. See
+// its context ends); plans are kept for 1024 service.function pairs, a
+// table emptied when full at most once a minute; calls to names beyond
+// it meanwhile, and calls whose planning failed or took longer than 5 s,
+// are decided by evaluating the whole decision (cached the same way).
+// The package's tests check every decision they make against plain
+// evaluation of the whole policy. See
 // BenchmarkDecision and docs/performance.md for the figures.
 package authz

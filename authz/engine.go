@@ -415,18 +415,29 @@ func (st *stage) decide(ctx context.Context, pl *plan, in *Input, params any) (D
 }
 
 // plans is a policy's table of plans per service and function: read
-// without locks, grown by copying. It holds at most maxPlans names;
-// calls to others are decided by the generic plans.
+// without locks, grown by copying. It holds at most max names (maxPlans).
+// When it is full it is emptied to make room, at most once per renew
+// (planRenew); until then, calls to names it lacks are decided by the
+// generic plans.
 type plans struct {
-	m    atomic.Pointer[map[[2]string]*callPlan]
-	mu   sync.Mutex
-	full atomic.Bool
+	m        atomic.Pointer[map[[2]string]*callPlan]
+	fullTill atomic.Int64 // UnixNano: full, and not to be emptied before
+
+	mu      sync.Mutex
+	emptied time.Time // when the table was made or last emptied
+	max     int
+	renew   time.Duration
 }
 
 // maxPlans bounds the service.function pairs a policy keeps plans for, so
-// that callers naming ever new functions cannot make it grow (or spend
-// ever more partial evaluations).
+// that callers naming ever new functions cannot make it grow.
 const maxPlans = 1024
+
+// planRenew bounds how often a full table of plans is emptied. Callers
+// naming ever new functions fill it; emptying it lets the functions
+// called since get plans again, while the partial evaluations such
+// callers cause stay at maxPlans per planRenew.
+const planRenew = time.Minute
 
 // callPlan is how calls to one service.function are decided: a plan per
 // stage, and what they read together. Its fields are set before ready is
@@ -463,7 +474,7 @@ func (p *policy) plan(ctx context.Context, service, function string) *callPlan {
 		cp = (*m)[key]
 	}
 	if cp == nil {
-		if p.plans.full.Load() {
+		if time.Now().UnixNano() < p.plans.fullTill.Load() {
 			return p.generic
 		}
 		p.plans.mu.Lock()
@@ -472,10 +483,14 @@ func (p *policy) plan(ctx context.Context, service, function string) *callPlan {
 			cp = (*old)[key]
 		}
 		if cp == nil {
-			if old != nil && len(*old) >= maxPlans {
-				p.plans.full.Store(true)
-				p.plans.mu.Unlock()
-				return p.generic
+			if old != nil && len(*old) >= p.plans.max {
+				if next := p.plans.emptied.Add(p.plans.renew); time.Now().Before(next) {
+					p.plans.fullTill.Store(next.UnixNano())
+					p.plans.mu.Unlock()
+					return p.generic
+				}
+				old = nil // emptied: the plans in use stay with their callers
+				p.plans.emptied = time.Now()
 			}
 			m := make(map[[2]string]*callPlan, 1+lenOf(old))
 			if old != nil {

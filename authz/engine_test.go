@@ -312,3 +312,48 @@ allow if {
 		t.Fatalf("s.pay, whose rule reads params: got %d; want 400", got.status)
 	}
 }
+
+// TestPlansFull: callers naming ever new functions fill the table of
+// plans. Until it may be emptied, a function it lacks is decided by the
+// whole policy (which here reads the params, so a body that is not JSON
+// gets 400); once it may, the table is emptied and the function gets its
+// plan (which reads no params: 200). Before, a full table stayed full
+// until the next reload.
+func TestPlansFull(t *testing.T) {
+	t.Parallel()
+	const policy = `package funcmesh.authz
+
+default allow := false
+
+allow if input.function == "open"
+
+allow if {
+	input.function == "pay"
+	input.params.amount < 10
+}
+`
+	for _, tt := range []struct {
+		name   string
+		renew  time.Duration
+		status int
+	}{
+		{"full, not to be emptied yet", time.Hour, 400},
+		{"full, emptied", 0, 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a := newAuthorizer(t, authz.Module("plans.rego", policy))
+			authz.SetPlanLimits(a, 4, tt.renew)
+			srv := serve(t, a)
+			for i := range 4 { // invented names fill the table
+				if got := do(t, srv, call{path: fmt.Sprintf("/fn/s/made%d", i), body: "{}"}); got.status != 403 {
+					t.Fatalf("s.made%d: got %d; want 403", i, got.status)
+				}
+			}
+			got := do(t, srv, call{path: "/fn/s/open", body: "not JSON at all"})
+			if got.status != tt.status {
+				t.Fatalf("s.open: got %d %s (%q); want %d", got.status, got.errCode, got.body, tt.status)
+			}
+		})
+	}
+}

@@ -111,3 +111,12 @@ func WithoutDifferential(f func()) {
 	defer func() { differential = saved }()
 	f()
 }
+
+// SetPlanLimits sets how many service.function plans a's policy keeps
+// and how often at most a full table is emptied, before a's first call.
+func SetPlanLimits(a *Authorizer, max int, renew time.Duration) {
+	p := a.current.Load()
+	p.plans.mu.Lock()
+	defer p.plans.mu.Unlock()
+	p.plans.max, p.plans.renew = max, renew
+}

@@ -34,6 +34,7 @@ type policy struct {
 // compilePolicy compiles what the sources loaded.
 func compilePolicy(ctx context.Context, l *loaded, query string, log *slog.Logger) (*policy, error) {
 	p := &policy{}
+	p.plans.emptied, p.plans.max, p.plans.renew = time.Now(), maxPlans, planRenew
 	if l.rules != nil {
 		src, err := l.rules.Rego()
 		if err != nil {
