@@ -5,11 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/storage"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
-	"github.com/open-policy-agent/opa/v1/tester"
-
 	"github.com/funcmesh/funcmesh/authz"
 )
 
@@ -88,14 +83,6 @@ func TestRuleKindsErrors(t *testing.T) {
 // their definition, and opa test decides it as the Authorizer does.
 func TestRuleKindsWithOPATester(t *testing.T) {
 	t.Parallel()
-	cfg, err := authz.ParseRules([]byte(kindsRules))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := cfg.Rego()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const tests = `package funcmesh.rules_test
 
 import data.funcmesh.rules
@@ -118,35 +105,17 @@ test_members_anonymous if {
 	d == {"allow": false, "status": 401, "reason": "members only"}
 }
 `
-	modules := map[string]*ast.Module{}
-	for name, text := range map[string]string{"rules.rego": src, "rules_test.rego": tests} {
-		m, err := ast.ParseModuleWithOpts(name, text, ast.ParserOptions{RegoVersion: ast.RegoV1})
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		modules[name] = m
+	passed, failed := runOPATests(t, kindsRules, tests)
+	if len(passed) != 6 || len(failed) != 0 {
+		t.Errorf("passed %v, failed %v; want 6 passed", passed, failed)
 	}
-	ctx := context.Background()
-	store := inmem.New()
-	txn := storage.NewTransactionOrDie(ctx, store)
-	defer store.Abort(ctx, txn)
-	ch, err := tester.NewRunner().SetCompiler(ast.NewCompiler()).SetStore(store).SetModules(modules).RaiseBuiltinErrors(true).RunTests(ctx, txn)
+	cfg, err := authz.ParseRules([]byte(kindsRules))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for r := range ch {
-		n++
-		if r.Error != nil || !r.Pass() {
-			t.Errorf("%s: failed (%v)", r.Name, r.Error)
-		}
-	}
-	if n != 6 {
-		t.Errorf("%d tests ran; want 6", n)
-	}
 	// The Authorizer agrees.
 	a := newAuthorizer(t, authz.Rules(cfg))
-	d, err := a.Authorize(ctx, authz.Input{Service: "shop", Function: "members"})
+	d, err := a.Authorize(context.Background(), authz.Input{Service: "shop", Function: "members"})
 	if err != nil || d.Status != 401 || d.Reason != "members only" {
 		t.Errorf("members, anonymous: %+v, %v", d, err)
 	}

@@ -2,7 +2,6 @@ package authz_test
 
 import (
 	"context"
-	"sort"
 	"strings"
 	"testing"
 
@@ -64,47 +63,7 @@ test_expected_failure if {
 
 func TestGeneratedRegoWithOPATester(t *testing.T) {
 	t.Parallel()
-	cfg, err := authz.ParseRules([]byte(designRules))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := cfg.Rego()
-	if err != nil {
-		t.Fatal(err)
-	}
-	modules := map[string]*ast.Module{}
-	for name, text := range map[string]string{"rules.rego": src, "rules_test.rego": rulesTests} {
-		m, err := ast.ParseModuleWithOpts(name, text, ast.ParserOptions{RegoVersion: ast.RegoV1})
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		modules[name] = m
-	}
-	ctx := context.Background()
-	store := inmem.New()
-	txn := storage.NewTransactionOrDie(ctx, store)
-	defer store.Abort(ctx, txn)
-	ch, err := tester.NewRunner().
-		SetCompiler(ast.NewCompiler()).
-		SetStore(store).
-		SetModules(modules).
-		RaiseBuiltinErrors(true).
-		RunTests(ctx, txn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var passed, failed []string
-	for r := range ch {
-		if r.Error != nil {
-			t.Errorf("%s: %v", r.Name, r.Error)
-		}
-		if r.Pass() {
-			passed = append(passed, r.Name)
-		} else {
-			failed = append(failed, r.Name)
-		}
-	}
-	sort.Strings(passed)
+	passed, failed := runOPATests(t, designRules, rulesTests)
 	want := []string{"test_charge_entry", "test_charge_needs_claims", "test_charge_with_claims", "test_other_payments_functions_denied", "test_other_services_allowed"}
 	if strings.Join(passed, " ") != strings.Join(want, " ") {
 		t.Errorf("passed %v; want %v", passed, want)
