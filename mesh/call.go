@@ -47,6 +47,7 @@ type Call struct {
 
 	header nats.Header // the request's
 	reply  string      // the reply subject
+	ctx    callCtx     // the function's context
 }
 
 // Service returns the name of the service being called.

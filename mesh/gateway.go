@@ -150,7 +150,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = tctx
 	}
 
-	body, buf, err := readBody(r, g.bodyLimit(ctx))
+	body, buf, err := g.readBody(ctx, r)
 	if buf != nil {
 		defer putBuffer(buf)
 	}
@@ -167,6 +167,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			err = g.noResponders(r, service, function, err)
+		}
+		if errors.Is(err, nats.ErrMaxPayload) {
+			// The connection now has a smaller max payload than the
+			// one read last.
+			g.Client.maxPayload(true)
 		}
 		g.fail(w, r, service, function, err)
 		return
@@ -188,10 +193,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // bodyLimit is the largest body the call may carry: the limit of
 // middleware.BodyLimit (reqctx.MaxBodyBytes), never above what the broker
-// takes, which is the limit without one: the connection's max payload less
-// 4 KiB for the call's headers and less the claims.
-func (g *Gateway) bodyLimit(ctx context.Context) int64 {
-	limit := g.Client.nc.MaxPayload() - headerRoom
+// takes, which is the limit without one: the connection's max payload
+// (maxPayload) less 4 KiB for the call's headers and less the claims.
+func (g *Gateway) bodyLimit(ctx context.Context, maxPayload int64) int64 {
+	limit := maxPayload - headerRoom
 	if raw, ok := reqctx.ClaimsJSON(ctx); ok {
 		limit -= int64(len(raw))
 	}
@@ -293,11 +298,21 @@ type BytesBody interface {
 	Bytes() []byte
 }
 
-// readBody reads the request body, at most limit bytes. A [BytesBody] is
-// used as it is; otherwise the bytes land in a pooled buffer, returned for the
-// caller to put back once the call is made (nats.go copies the params
-// into its write buffer when it publishes).
-func readBody(r *http.Request, limit int64) ([]byte, *[]byte, error) {
+// readBody reads the request body within [Gateway.bodyLimit]. A
+// [BytesBody] is used as it is; otherwise the bytes land in a pooled
+// buffer, returned for the caller to put back once the call is made
+// (nats.go copies the params into its write buffer when it publishes).
+// The limit is worked out from the max payload the Client read last, and
+// from the connection's own before a body is refused for it.
+func (g *Gateway) readBody(ctx context.Context, r *http.Request) ([]byte, *[]byte, error) {
+	limit := g.bodyLimit(ctx, g.Client.maxPayload(false))
+	over := func(n int64) bool {
+		if n <= limit {
+			return false
+		}
+		limit = g.bodyLimit(ctx, g.Client.maxPayload(true))
+		return n > limit
+	}
 	tooLarge := func(cause error) error {
 		return transport.WrapError(transport.CodeTooLarge, "request body over "+strconv.FormatInt(limit, 10)+" bytes", cause)
 	}
@@ -306,12 +321,12 @@ func readBody(r *http.Request, limit int64) ([]byte, *[]byte, error) {
 	}
 	if bb, ok := r.Body.(BytesBody); ok {
 		b := bb.Bytes()
-		if int64(len(b)) > limit {
+		if over(int64(len(b))) {
 			return nil, nil, tooLarge(nil)
 		}
 		return b, nil, nil
 	}
-	if r.ContentLength > limit {
+	if over(r.ContentLength) {
 		return nil, nil, tooLarge(nil)
 	}
 	bp := bufferPool.Get().(*[]byte)
@@ -325,7 +340,7 @@ func readBody(r *http.Request, limit int64) ([]byte, *[]byte, error) {
 		}
 		n, err := r.Body.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
-		if int64(len(b)) > limit {
+		if over(int64(len(b))) {
 			*bp = b
 			return nil, bp, tooLarge(nil)
 		}

@@ -293,8 +293,9 @@ func (s *Service) serve(c *Call) {
 	start := time.Now()
 	defer func() { ep.processing.Add(int64(time.Since(start))) }()
 
-	ctx, cancel := context.WithDeadline(context.WithValue(s.base, callKey{}, c), c.deadline)
-	defer cancel()
+	c.ctx.init(c, s.base)
+	defer c.ctx.end()
+	var ctx context.Context = &c.ctx
 	var span trace.Span
 	if _, ok := c.header[transport.HeaderTraceparent]; ok || s.tracer != nil {
 		ctx, span = s.startSpan(ctx, c)
