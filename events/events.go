@@ -114,10 +114,15 @@ type Events struct {
 	opts   Options
 	log    *slog.Logger
 
-	mu       sync.Mutex
-	stop     context.CancelFunc
-	wg       sync.WaitGroup
-	contexts []jetstream.ConsumeContext
+	mu           sync.Mutex
+	run          context.Context // the triggers' work; ends after Stop
+	stop         context.CancelFunc
+	halt         context.Context // ends when Stop begins
+	stopRemaking context.CancelFunc
+	wg           sync.WaitGroup
+	contexts     map[string]jetstream.ConsumeContext // by trigger
+	remaking     map[string]bool                     // triggers whose consumer is being made again
+	done         map[string]*progress                // by trigger
 }
 
 // New creates (or updates) the events stream and the triggers' consumers,

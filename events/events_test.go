@@ -231,3 +231,49 @@ func TestDelayedEvent(t *testing.T) {
 		t.Errorf("ran at %v; want not before %v", got, at)
 	}
 }
+
+// TestTriggerConsumerDeleted deletes a trigger's consumer while the
+// triggers run, as an operator might by hand: the trigger makes it again,
+// and the events stored but not yet delivered still reach the function,
+// once each.
+func TestTriggerConsumerDeleted(t *testing.T) {
+	t.Parallel()
+	var rec recorder
+	e := setup(t, []events.Trigger{{Name: "welcome", Types: []string{"signup"}, Service: "mail", Function: "welcome"}})
+	runService(t, e.b, "mail", map[string]mesh.HandlerFunc{"welcome": func(ctx context.Context, c *mesh.Call) ([]byte, error) {
+		rec.add("welcome", c)
+		return nil, nil
+	}})
+	if _, err := e.ev.Emit(context.Background(), events.Event{Type: "signup", ID: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the event before the deletion", func() bool { return len(rec.get("welcome")) == 1 })
+	js, err := jetstream.New(e.b.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Paused, the consumer delivers nothing: the events emitted now are
+	// stored and not delivered when it is deleted. The consumer made
+	// again starts after the last event finished, so none is lost.
+	if _, err := js.PauseConsumer(context.Background(), events.StreamName, "tr_welcome", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"after-1", "after-2"} {
+		if _, err := e.ev.Emit(context.Background(), events.Event{Type: "signup", ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := js.DeleteConsumer(context.Background(), events.StreamName, "tr_welcome"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the events after the deletion", func() bool { return len(rec.get("welcome")) >= 3 })
+	seen := map[string]int{}
+	for _, r := range rec.get("welcome") {
+		seen[r.ceID]++
+	}
+	for _, id := range []string{"before", "after-1", "after-2"} {
+		if seen[id] != 1 {
+			t.Errorf("event %s ran %d times; want once (all: %v)", id, seen[id], seen)
+		}
+	}
+}
