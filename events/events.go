@@ -26,7 +26,11 @@
 // created, not the earlier ones (its consumer starts at new messages); a
 // trigger that already exists resumes where it stopped, so nothing emitted
 // while no host ran is missed. A trigger removed from the configuration
-// has its consumer deleted when the next host starts.
+// has its consumer deleted when the next host starts. A consumer deleted
+// while the triggers run (by hand) is made again by the hosts that run
+// them, starting after the last event the host finished, at most a
+// minute back: events stored meanwhile fire, and those fired again fall
+// in the de-duplication window.
 package events
 
 import (
