@@ -16,13 +16,13 @@ func TestProgressResume(t *testing.T) {
 	base := jetstream.ConsumerConfig{Durable: "tr_x", DeliverPolicy: jetstream.DeliverNewPolicy}
 	for _, tc := range []struct {
 		name     string
-		p        progress
+		p        *progress
 		wantSeq  uint64
 		wantTime time.Time
 	}{
-		{"recent", progress{seq: 41, at: now.Add(-10 * time.Second)}, 42, time.Time{}},
-		{"old", progress{seq: 41, at: now.Add(-time.Hour)}, 0, now.Add(-maxReplay)},
-		{"not known", progress{seq: 41}, 0, now.Add(-maxReplay)},
+		{"recent", &progress{seq: 41, at: now.Add(-10 * time.Second)}, 42, time.Time{}},
+		{"old", &progress{seq: 41, at: now.Add(-time.Hour)}, 0, now.Add(-maxReplay)},
+		{"not known", &progress{seq: 41}, 0, now.Add(-maxReplay)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.p.resume(base, now)
