@@ -173,16 +173,24 @@ func TestThreeTriggersOneFailing(t *testing.T) {
 	}
 }
 
-// TestForgedEventFiresNothing publishes an event by hand with claims the
-// host never signed.
-func TestForgedEventFiresNothing(t *testing.T) {
-	t.Parallel()
-	var rec recorder
+// setupWelcome runs one trigger, welcome (type signup → mail.welcome),
+// and a mail service that records its calls in rec.
+func setupWelcome(t *testing.T, rec *recorder) *env {
+	t.Helper()
 	e := setup(t, []events.Trigger{{Name: "welcome", Types: []string{"signup"}, Service: "mail", Function: "welcome"}})
 	runService(t, e.b, "mail", map[string]mesh.HandlerFunc{"welcome": func(ctx context.Context, c *mesh.Call) ([]byte, error) {
 		rec.add("welcome", c)
 		return nil, nil
 	}})
+	return e
+}
+
+// TestForgedEventFiresNothing publishes an event by hand with claims the
+// host never signed.
+func TestForgedEventFiresNothing(t *testing.T) {
+	t.Parallel()
+	var rec recorder
+	e := setupWelcome(t, &rec)
 	js, _ := jetstream.New(e.b.Conn())
 	h := nats.Header{}
 	h.Set(events.HeaderID, "forged-1")
@@ -239,11 +247,7 @@ func TestDelayedEvent(t *testing.T) {
 func TestTriggerConsumerDeleted(t *testing.T) {
 	t.Parallel()
 	var rec recorder
-	e := setup(t, []events.Trigger{{Name: "welcome", Types: []string{"signup"}, Service: "mail", Function: "welcome"}})
-	runService(t, e.b, "mail", map[string]mesh.HandlerFunc{"welcome": func(ctx context.Context, c *mesh.Call) ([]byte, error) {
-		rec.add("welcome", c)
-		return nil, nil
-	}})
+	e := setupWelcome(t, &rec)
 	if _, err := e.ev.Emit(context.Background(), events.Event{Type: "signup", ID: "before"}); err != nil {
 		t.Fatal(err)
 	}
