@@ -19,7 +19,9 @@ type callKey struct{}
 // context is made only when something needs its Done channel: Done itself,
 // or a context derived from this one (context.WithCancel and friends call
 // Done). Until then Err answers from the clock and the base context, which
-// is what the timer context would answer.
+// is what the timer context would answer. Kept because it measurably
+// matters: 2.4 → 0.1 µs of CPU for Service.serve a call
+// (docs/performance.md, "Three back for issue 17").
 type callCtx struct {
 	call     *Call
 	base     context.Context
