@@ -257,8 +257,11 @@ func TestTriggerConsumerDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Paused, the consumer delivers nothing: the events emitted now are
-	// stored and not delivered when it is deleted. The consumer made
-	// again starts after the last event finished, so none is lost.
+	// stored and not delivered when it is deleted (its info says 2
+	// pending). The consumer made again starts after the last event
+	// finished, so none is lost. Made again at new events only, it lost
+	// them in 2 runs of 8 here; in the others the broker's new consumer
+	// took up where the deleted one was.
 	if _, err := js.PauseConsumer(context.Background(), events.StreamName, "tr_welcome", time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
