@@ -129,8 +129,17 @@ func (e *Events) remake(tr *Trigger, check bool) {
 		}
 		e.log.Warn("events: a trigger's consumer is gone, making it again", "trigger", tr.Name)
 		cfg := e.done[tr.Name].resume(tr.consumerConfig(), time.Now())
-		wait := 50 * time.Millisecond
+		// The broker tells the pull of the deletion before it has removed
+		// the consumer's files; one of the same name made at once can lose
+		// its own files to that removal (nats-server 2.15: later updates
+		// of it fail, "error creating store for consumer"). So wait first.
+		wait := remakeDelay
 		for {
+			select {
+			case <-e.halt.Done():
+				return
+			case <-time.After(wait):
+			}
 			ctx, cancel := context.WithTimeout(e.halt, 10*time.Second)
 			cons, err := e.stream.CreateOrUpdateConsumer(ctx, cfg)
 			if err != nil {
@@ -155,15 +164,14 @@ func (e *Events) remake(tr *Trigger, check bool) {
 				return
 			}
 			e.log.Warn("events: making a trigger's consumer again", "trigger", tr.Name, "error", err)
-			select {
-			case <-e.halt.Done():
-				return
-			case <-time.After(wait):
-			}
 			wait = min(2*wait, 2*time.Second)
 		}
 	}()
 }
+
+// remakeDelay is how long a trigger waits before it makes its deleted
+// consumer again.
+const remakeDelay = 250 * time.Millisecond
 
 // maxReplay bounds how far back a trigger's consumer made again starts:
 // within it, tasks enqueued twice are one (their idempotency keys, the

@@ -230,6 +230,14 @@ func (r *runner) run() {
 	// restart replaces the iterator (after making the consumer again if
 	// remake), retrying until it can; false when the dispatcher stops.
 	restart := func(remake bool) bool {
+		// The broker tells the pull of a deletion before it has removed
+		// the consumer's files; one of the same name made at once can
+		// lose its own files to that removal (nats-server 2.15: later
+		// writes of it fail, "error creating store for consumer"). So
+		// wait first.
+		if remake && !sleep(d.pull, remakeDelay) {
+			return false
+		}
 		for {
 			var ngen pullGen
 			var nit jetstream.MessagesContext
@@ -325,6 +333,10 @@ func (r *runner) run() {
 		}(gen)
 	}
 }
+
+// remakeDelay is how long a runner waits before it makes its deleted
+// consumer again.
+const remakeDelay = 250 * time.Millisecond
 
 // consumerGone reports whether the broker says the function's consumer
 // does not exist.

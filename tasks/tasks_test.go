@@ -167,6 +167,12 @@ func TestConsumerDeleted(t *testing.T) {
 	if n := s.count(); n != 4 {
 		t.Errorf("%d calls; want 4, each task once", n)
 	}
+	// The consumer made again keeps its state: made at once after the
+	// deletion, the broker's removal of the old one's files took the new
+	// one's, and writing it failed.
+	if _, err := e.q.JetStream().ResumeConsumer(context.Background(), tasks.StreamName, name); err != nil {
+		t.Errorf("writing the consumer made again: %v", err)
+	}
 }
 
 func TestRetryWithBackoff(t *testing.T) {
